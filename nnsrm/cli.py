@@ -1,0 +1,107 @@
+"""What the three stage scripts share on the command line.
+
+Misuse (a bad flag, an unknown name, a missing file, bad data) becomes one line
+on stderr, ``<prog>: error: <what is wrong and how to fix it>``, and exit
+status 2. Nothing is written before the arguments are validated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+
+class UsageError(Exception):
+    """A problem the user can fix on the command line or on disk (exit status 2)."""
+
+
+# Exceptions that mean "bad input", reported as one line with exit status 2.
+INPUT_ERRORS = (UsageError, ValueError, FileNotFoundError, NotADirectoryError, FileExistsError)
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line (no usage dump) with exit status 2."""
+
+    def error(self, message):  # noqa: D401 - argparse API
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer (>= 1), got {value}")
+    return value
+
+
+def add_condition_args(parser: argparse.ArgumentParser, data_choices, model_choices) -> None:
+    """Flags that name the experiment condition and the results root."""
+    parser.add_argument("--data", default="digits", choices=sorted(data_choices),
+                        help="dataset (default: %(default)s, the offline default)")
+    parser.add_argument("--model", default="conv", choices=sorted(model_choices),
+                        help="architecture (default: %(default)s)")
+    parser.add_argument("--root", type=Path, default=Path("results"),
+                        help="results root; every output goes under ROOT/<data>/<model>/ (default: %(default)s)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="redo jobs whose outputs already exist (default: skip complete jobs)")
+
+
+def add_engine_args(parser: argparse.ArgumentParser) -> None:
+    """Flags that choose where the stage's jobs run (in-process by default)."""
+    group = parser.add_argument_group("where jobs run (default: in this process, one after another)")
+    ex = group.add_mutually_exclusive_group()
+    ex.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                    help="address of a running Dask distributed scheduler, e.g. tcp://10.0.0.5:8786")
+    ex.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                    help="start a local Dask cluster with N worker processes")
+
+
+def check_root(root: Path) -> Path:
+    """Validate the results root: it may not exist yet, but it may not be a file."""
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"--root {root} is a file, not a directory; pass a folder for the results")
+    for parent in root.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"--root {root}: {parent} is a file, not a directory")
+            if not os.access(parent, os.W_OK) and not root.exists():
+                raise UsageError(f"--root {root}: cannot create it, {parent} is not writable")
+            break
+    if root.exists() and not os.access(root, os.W_OK):
+        raise UsageError(f"--root {root} is not writable; pass a folder you can write to")
+    return root
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Plain logging to stderr for the command lines."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+
+def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None,
+             prog: str | None = None) -> int:
+    """Run a script's ``main`` and turn input errors into one stderr line with exit status 2."""
+    from nnsrm.runner import JobsFailed
+
+    prog = prog or Path(sys.argv[0]).name
+    try:
+        return int(main(argv) or 0)
+    except JobsFailed as err:
+        # One line per failed job; the other jobs' outputs are kept.
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2 if err.all_input_errors else 1
+    except INPUT_ERRORS as err:
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; complete outputs are kept, rerun to resume", file=sys.stderr)
+        return 130
