@@ -1,0 +1,57 @@
+"""Networks: the paper's conv net exactly, deterministic seeds, layers chosen by name or type."""
+
+import numpy as np
+import pytest
+
+import config
+import models
+
+
+def _weights_equal(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(a.get_weights(), b.get_weights()))
+
+
+def test_cifar_conv_is_the_paper_architecture():
+    m = models.build_model("conv", (32, 32, 3), 10, seed=0)
+    assert m.count_params() == 1_250_858  # Keras' classic cifar10_cnn
+    names = models.select_layers(m, config.CONV_LAYERS)
+    assert names == ["pool1", "pool2", "dense1", "logits"]
+    sub = models.layer_outputs_model(m, names)
+    sizes = [int(np.prod(o.shape[1:])) for o in sub.outputs]
+    assert sizes == [15 * 15 * 32, 6 * 6 * 64, 512, 10]
+    kinds = [type(layer).__name__ for layer in m.layers]
+    assert kinds.count("Conv2D") == 4 and kinds.count("Dropout") == 3
+    # dense1 and logits are pre-activation: the ReLU/softmax are separate layers after them.
+    assert m.get_layer("dense1").activation.__name__ == "linear"
+    assert m.get_layer("logits").activation.__name__ == "linear"
+
+
+@pytest.mark.parametrize("shape", [(8, 8, 1), (28, 28, 1)])
+def test_small_conv_nets_output_probabilities(shape):
+    m = models.build_model("conv", shape, 10, seed=1)
+    p = m.predict(np.random.default_rng(0).normal(size=(3, *shape)).astype("float32"), verbose=0)
+    np.testing.assert_allclose(p.sum(axis=1), 1, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["conv", "mlp"])
+def test_same_seed_same_weights_different_seed_different(name):
+    a = models.build_model(name, (8, 8, 1), 10, seed=3)
+    b = models.build_model(name, (8, 8, 1), 10, seed=3)
+    c = models.build_model(name, (8, 8, 1), 10, seed=4)
+    assert _weights_equal(a, b)
+    assert not _weights_equal(a, c)
+
+
+def test_layer_selectors():
+    m = models.build_model("conv", (8, 8, 1), 10, seed=0)
+    assert models.select_layers(m, ["type:Conv2D:odd"]) == ["conv1", "conv3"]
+    assert models.select_layers(m, ["name:logits", "type:MaxPooling2D"]) == ["pool1", "pool2", "logits"]
+    with pytest.raises(ValueError, match="matches no layer"):
+        models.select_layers(m, ["name:pool9"])
+    with pytest.raises(ValueError, match="must start with 'name:' or 'type:'"):
+        models.select_layers(m, ["pool1"])
+
+
+def test_unknown_model_lists_choices():
+    with pytest.raises(ValueError, match="choose from conv, mlp, resnet18"):
+        models.build_model("vgg", (8, 8, 1), 10, seed=0)
