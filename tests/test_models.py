@@ -55,3 +55,27 @@ def test_layer_selectors():
 def test_unknown_model_lists_choices():
     with pytest.raises(ValueError, match="choose from conv, mlp, resnet18"):
         models.build_model("vgg", (8, 8, 1), 10, seed=0)
+
+
+def test_seeds_stack_under_jax_vmap_stateless_call():
+    """Several seeds' networks run as one vmapped function: the basis for training all seeds at once."""
+    import keras
+
+    if keras.backend.backend() != "jax":
+        pytest.skip("jax.vmap needs the JAX backend")
+    import jax
+    import jax.numpy as jnp
+
+    nets = [models.build_model("conv", (8, 8, 1), 10, seed=s) for s in (0, 1, 2)]
+    x = np.random.default_rng(0).normal(size=(4, 8, 8, 1)).astype("float32")
+    trainable = [jnp.stack([n.trainable_variables[i].value for n in nets])
+                 for i in range(len(nets[0].trainable_variables))]
+    non_trainable = [v.value for v in nets[0].non_trainable_variables]
+
+    def forward(tv):
+        out, _ = nets[0].stateless_call(tv, non_trainable, x, training=False)
+        return out
+
+    stacked = jax.vmap(forward)(trainable)  # (3 seeds, 4 images, 10 classes)
+    for s, net in enumerate(nets):
+        np.testing.assert_allclose(stacked[s], net.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
