@@ -47,6 +47,9 @@ analyses: activations
 
 demo: analyses
 
+simulation: setup
+	$(PY) simulation/run_sim.py --noise-sweep --k-sweep --figures --out $(ROOT)/simulation
+
 test: test-setup
 	$(PY) -m pytest -q
 
