@@ -18,6 +18,7 @@ help:
 	@echo "make demo        set up and run stages 1-3 and the figures on $(DATA) x $(MODEL) into $(ROOT)/"
 	@echo "make test        set up and run the tests (the command CI runs)"
 	@echo "make test-slow   also run the slow checks"
+	@echo "make figures     the paper's figures (PNG, PDF, GIF) into $(ROOT)/figures/"
 	@echo "make simulation  the XOR simulation (paper Fig. 5-6) into $(ROOT)/simulation/"
 	@echo "make bench       benchmarks (see bench/RESULTS.md)"
 	@echo "Variables: ROOT=$(ROOT) DATA=$(DATA) MODEL=$(MODEL) PYTHON=$(PYTHON)"
@@ -45,7 +46,10 @@ activations: train
 analyses: activations
 	$(PY) run_analyses.py --data $(DATA) --model $(MODEL) --root $(ROOT)
 
-demo: analyses
+figures: analyses
+	$(PY) make_figures.py --data $(DATA) --model $(MODEL) --root $(ROOT)
+
+demo: figures
 
 simulation: setup
 	$(PY) simulation/run_sim.py --noise-sweep --k-sweep --figures --out $(ROOT)/simulation
