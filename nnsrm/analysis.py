@@ -19,8 +19,9 @@ key                         shape, dtype           what
 ``W``                       (n, u, k) float32      SRM maps W_i
 ``S``                       (k, m) float32         SRM shared response of the fit images
 ``mu``                      (n, u) float32         unit means the SRM removed (0 if none)
-``var_exp_fit``             (n,) float64           1 - mean((W_i S + mu_i - X_i)²)/var(X_i), fit
-``var_exp_test``            (n,) float64           1 - mean((W_i S̄ - X_i)²)/var(X_i), held out
+``var_exp_fit``             (n,) float64           1 - mean((W_i S̄ - X_i)²)/var(X_i), fit images
+``var_exp_test``            (n,) float64           the same on the held-out images
+``var_exp_fit_model``       (n,) float64           1 - mean((W_i S + mu_i - X_i)²)/var(X_i), fit
 ``wrsm_native``             (t, t) float32         mean within-network RSM, native space
 ``wrsm_shared``             (t, t) float32         mean within-network RSM, shared space
 ``irsm_native``             (t, t) float32         leave-one-out inter-network RSM, native space
@@ -33,6 +34,17 @@ key                         shape, dtype           what
 ==========================  =====================  ==============================================
 
 plus ``rsm.png`` (the four RSMs as a 2 × 2 heatmap) and the completion marker.
+
+Variance explained (DESIGN.md 6.5) uses, on the fit and on the held-out
+images alike, ``S̄ = mean_j W_jᵀ X_j``, the networks' mean shared response on
+those images, so the two numbers differ only by how well the maps generalise.
+The model's own reconstruction of the fit images, ``W_i S + mu_i`` with
+BrainIAK's ``s_`` and unit means ``mu_``, is kept as ``var_exp_fit_model``; it
+credits each network's unit means, which after per-image z-scoring can carry
+most of the variance of an untrained layer, so it is not comparable with the
+held-out value. ``W_i S`` without ``mu_i`` (DESIGN.md's formula read literally
+with BrainIAK's ``s_``) would instead count even the shared unit means as
+unexplained, because BrainIAK fits demeaned data.
 Activation files are images × units; they are transposed once, here, on
 loading, to the library's units × images.
 
@@ -114,7 +126,10 @@ def read_labels(layout: ResultsLayout) -> np.ndarray:
     path = layout.test_labels_path
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: run save_acts_cifar.py first")
-    labels = np.load(path)
+    try:
+        labels = np.load(path)
+    except (OSError, ValueError, EOFError) as err:
+        raise ValueError(f"{path} is not a readable .npy file ({err}); rerun save_acts_cifar.py") from None
     if labels.ndim == 2 and labels.shape[1] > 1:  # one-hot
         labels = labels.argmax(axis=1)
     labels = labels.reshape(labels.shape[0], -1)[:, 0] if labels.ndim == 2 else labels
@@ -128,7 +143,7 @@ def _open_activations(path: Path) -> np.ndarray:
     """Memory-map one activation file as images × units (trailing dimensions flattened)."""
     try:
         a = np.load(path, mmap_mode="r")
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, EOFError) as err:
         raise ValueError(f"{path} is not a readable .npy file ({err}); rerun save_acts_cifar.py") from None
     if a.ndim < 2:
         raise ValueError(f"{path} must be images × units, got shape {a.shape}")
@@ -189,7 +204,10 @@ def check_inputs(layout: ResultsLayout, subjects: Sequence[int], epochs: Sequenc
                          f"{layout.condition_dir} (found: {found or 'none'}); train more subjects")
     labels = read_labels(layout)
     n_images = labels.shape[0]
-    fit_idx, _ = preproc.stratified_split(labels, params.test_size, params.seed, params.class_order)
+    try:
+        fit_idx, _ = preproc.stratified_split(labels, params.test_size, params.seed, params.class_order)
+    except ValueError as err:
+        raise ValueError(f"{layout.test_labels_path}: {err}") from None
     n_fit = len(fit_idx)
     for epoch in epochs:
         for s in subjects:
@@ -221,10 +239,13 @@ def check_inputs(layout: ResultsLayout, subjects: Sequence[int], epochs: Sequenc
                 raise ValueError(f"unit counts disagree across subjects: "
                                  + ", ".join(f"{p} ({sh[1]})" for p, sh in zip(paths, shapes)))
             kept = len(preproc.subsample_units(shapes[0][1], params.max_units, params.seed))
-            units[layer] = kept
-            k[layer] = resolve_k(params.k, kept, n_fit,
-                                 where=f"layer {layer!r} ({paths[0]} and the other subjects' files, "
-                                       f"{kept} units kept, {n_fit} fit images)")
+            if units.setdefault(layer, kept) != kept:
+                raise ValueError(f"layer {layer!r} has {kept} units in {paths[0]} but {units[layer]} in "
+                                 f"epoch {epochs[0]}'s files; rerun save_acts_cifar.py")
+            if layer not in k:
+                k[layer] = resolve_k(params.k, kept, n_fit,
+                                     where=f"layer {layer!r} ({paths[0]} and the other subjects' files, "
+                                           f"{kept} units kept, {n_fit} fit images)")
             if (epoch, layer) in check_finite:
                 for p in paths:
                     _check_finite_file(p)
@@ -332,8 +353,12 @@ def analyse_job(root, data: str, model: str, epoch: int, layer: str, subjects: S
     # SRM on the fit images (DESIGN 6.4); held-out images into the shared space.
     srm = factor.fit_srm(Xf, n_components=k, n_iter=p.n_iter, random_state=p.seed, engine=p.engine)
     mu = getattr(srm, "mu_", None)
-    var_exp_fit = factor.variance_explained(Xf, srm.w_, srm.s_, mu=mu)
-    del Xf
+    # Variance explained on the fit images with the same estimator as on held-out ones (S̄, the
+    # mean of the mapped networks), so the two are comparable; see the module docstring.
+    S_bar_fit = sum(w.T @ X for w, X in zip(srm.w_, Xf)) / len(Xf)  # (k, m), one accumulator
+    var_exp_fit = factor.variance_explained(Xf, srm.w_, S_bar_fit)
+    var_exp_fit_model = factor.variance_explained(Xf, srm.w_, srm.s_, mu=mu)
+    del Xf, S_bar_fit
     St = [S.astype(np.float32) for S in factor.transform(srm, Xt)]  # each (k, t)
     var_exp_test = factor.variance_explained(Xt, srm.w_, np.mean(St, axis=0))
 
@@ -358,7 +383,7 @@ def analyse_job(root, data: str, model: str, epoch: int, layer: str, subjects: S
         W=np.stack([w.astype(np.float32) for w in srm.w_]), S=np.asarray(srm.s_, dtype=np.float32),
         mu=(np.stack([np.asarray(m, np.float32) for m in mu]) if mu is not None
             else np.zeros((len(subjects), len(units_idx)), np.float32)),
-        var_exp_fit=var_exp_fit, var_exp_test=var_exp_test,
+        var_exp_fit=var_exp_fit, var_exp_test=var_exp_test, var_exp_fit_model=var_exp_fit_model,
         wrsm_native=wrsm_native, wrsm_shared=wrsm_shared, irsm_native=irsm_native, irsm_shared=irsm_shared,
         r_shared_irsm_wrsm=np.float64(r_shared), r_native_irsm_wrsm=np.float64(r_native),
         consistency_pairs=subj[pairs], consistency=consistency,
@@ -424,18 +449,20 @@ def plan_jobs(layout: ResultsLayout, epochs: Sequence[int], layers: Sequence[str
     layers = [name for name in all_layers if name in layers]  # depth order
     if params.engine not in factor.ENGINES:
         raise ValueError(f"engine must be one of {factor.ENGINES}, got {params.engine!r}")
-    factor._srm_class(params.engine)  # an unavailable engine fails now, not in every job
-    todo = []
+    factor.srm_class(params.engine)  # an unavailable engine fails now, not in every job
+    todo, stale = [], []
     for epoch in epochs:
         for layer in layers:
             status = job_status(layout, epoch, layer, params, subjects)
             if status == "stale" and not overwrite:
-                raise ValueError(f"{layout.analysis_dir(epoch, layer)} was made with other parameters or "
-                                 f"subjects (see its {MARKER_NAME}); pass --overwrite to redo it, or use "
-                                 f"another --root")
-            if status != "done" or overwrite:
+                stale.append(layout.analysis_dir(epoch, layer))
+            elif status != "done" or overwrite:
                 todo.append((epoch, layer))
     check_inputs(layout, subjects, epochs, layers, params, check_finite=todo)
+    if stale:
+        more = f" (and {len(stale) - 1} more)" if len(stale) > 1 else ""
+        raise ValueError(f"{stale[0]}{more} was made with other parameters or subjects (see its "
+                         f"{MARKER_NAME}); pass --overwrite to redo it, or use another --root")
     return [Job(name=f"epoch {epoch:03d} layer {layer}", fn=analyse_job,
                 kwargs=dict(root=str(layout.root), data=layout.data, model=layout.model, epoch=int(epoch),
                             layer=layer, subjects=[int(s) for s in subjects], params=params.as_dict(),

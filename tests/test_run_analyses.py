@@ -1,0 +1,278 @@
+"""Stage 3 (nnsrm.analysis, run_analyses.py) on a synthetic results root: no Keras, no training.
+
+The fixture writes what stages 1–2 leave behind: config.json, layers.json,
+test_labels.npy and, per subject × epoch, float32 activations (images × units)
+with a completion marker. Epoch 0's networks are unrelated random features;
+later epochs are rotations of one shared activity pattern plus noise that
+shrinks with training, so alignment must improve with the epoch.
+"""
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import ortho_group
+
+import config
+import run_analyses
+from conftest import run_script
+from nnsrm import analysis, atomic, cli
+from nnsrm.paths import ResultsLayout
+from nnsrm.provenance import write_config_json
+from nnsrm.runner import run_jobs
+
+DATA, MODEL = "digits", "conv"
+LAYERS = {"conv": 24, "dense": 10}
+EPOCHS = (0, 1, 2)
+N_IMAGES, N_CLASSES = 120, 4
+
+
+def make_root(root, n_subjects=3, epochs=EPOCHS, layers=LAYERS, n_images=N_IMAGES, seed=0):
+    """Write a synthetic stage-2 results root; return its layout."""
+    layout = ResultsLayout(root, DATA, MODEL)
+    cfg = config.get_config(DATA, MODEL, n_subjects=n_subjects, n_epochs=max(epochs))
+    assert cfg.logged_epochs == tuple(epochs)
+    write_config_json(layout.config_path, cfg.to_dict())
+    atomic.write_json(layout.layers_path, {"layers": list(layers), "units": dict(layers)})
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n_images) % N_CLASSES
+    atomic.save_npy(layout.test_labels_path, labels.astype(np.int64))
+    shared = {}
+    for name, u in layers.items():
+        A = rng.standard_normal((u, N_CLASSES))[:, labels] + 0.8 * rng.standard_normal((u, n_images))
+        shared[name] = A  # (units, images)
+    for s in range(n_subjects):
+        rot = {name: ortho_group.rvs(u, random_state=int(rng.integers(2**31))) for name, u in layers.items()}
+        for e in epochs:
+            files = []
+            for name, u in layers.items():
+                if e == 0:  # untrained: unrelated random features
+                    X = rng.standard_normal((u, n_images))
+                else:
+                    X = rot[name] @ shared[name] + (1.0 / e) * rng.standard_normal((u, n_images))
+                path = layout.activation_path(s, e, name)
+                atomic.save_npy(path, X.T.astype(np.float32))  # on disk: images × units
+                files.append(path)
+            atomic.write_marker(layout.activations_dir(s, e), files, subject=s, epoch=e)
+    return layout
+
+
+def snapshot(root):
+    """Every file under ``root`` with its size and modification time."""
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+
+
+def run_cli(capsys, *argv):
+    code = cli.run_main(run_analyses.main, list(map(str, argv)), prog="run_analyses.py")
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def root(tmp_path):
+    make_root(tmp_path)
+    return tmp_path
+
+
+def _params(**kw):
+    return analysis.AnalysisParams(**{"max_units": 1000, **kw})
+
+
+def test_jobs_outputs_and_summary(root):
+    layout = ResultsLayout(root, DATA, MODEL)
+    jobs = analysis.plan_jobs(layout, EPOCHS, None, [0, 1, 2], _params())
+    assert [j.name for j in jobs] == [f"epoch {e:03d} layer {name}" for e in EPOCHS for name in LAYERS]
+    run_jobs(jobs, progress=False)
+
+    out = layout.analysis_dir(2, "conv")
+    assert atomic.is_complete(out, verify=True)
+    assert (out / analysis.PLOT_NAME).read_bytes()[:4] == b"\x89PNG"
+    with np.load(out / analysis.RESULTS_NAME) as z:
+        assert not any(z[key].dtype == object for key in z.files)
+        n_test = len(z["test_idx"])
+        assert n_test == 24 and len(z["fit_idx"]) == 96
+        assert z["native_test"].shape == (3, 24, n_test) and z["native_test"].dtype == np.float32
+        assert z["shared_test"].shape == (3, 24, n_test)
+        assert z["W"].shape == (3, 24, 24) and z["S"].shape == (24, 96)
+        assert z["units_kept"].shape == (3, 24)
+        for key in ("wrsm_native", "wrsm_shared", "irsm_native", "irsm_shared"):
+            assert z[key].shape == (n_test, n_test)
+        assert np.all(np.diff(z["labels_test"]) >= 0)
+        assert z["consistency_pairs"].tolist() == [[0, 1], [0, 2], [1, 2]]
+        meta = json.loads(str(z["meta"]))
+        assert meta["layer_depth"] == 0 and meta["k"] == 24
+        # shared S_i = W_iᵀ X_i
+        np.testing.assert_allclose(z["shared_test"][1], z["W"][1].T @ z["native_test"][1], atol=1e-4)
+        assert z["r_shared_irsm_wrsm"] > 0.95 and abs(z["r_native_irsm_wrsm"]) < 0.3
+        # Fit and held-out variance explained use the same estimator (S̄), so they agree here.
+        np.testing.assert_allclose(z["var_exp_fit"], z["var_exp_test"], atol=0.1)
+        assert z["var_exp_fit_model"].shape == (3,)
+
+    df = analysis.write_summary(layout, final_epoch=2)
+    assert tuple(pd.read_csv(layout.summary_path).columns) == analysis.SUMMARY_COLUMNS
+    assert set(df.metric) == set(analysis.METRICS)
+    one = df[(df.epoch == 2) & (df.layer == "dense")]
+    assert one.layer_depth.unique().tolist() == [1]
+    assert sorted(one[one.metric == "var_exp_test"].subject) == ["0", "1", "2"]
+    assert sorted(one[one.metric == "consistency"].subject) == ["0-1", "0-2", "1-2"]
+    assert one[one.metric == "r_shared_irsm_wrsm"].subject.tolist() == ["all"]
+    # The synthetic networks align after "training", not at epoch 0.
+    final = df[df.metric == "r_shared_irsm_final_wrsm"].set_index(["layer", "epoch"]).value
+    assert final["conv", 2] > 0.95 and final["conv", 0] < 0.3
+    ve = df[(df.metric == "var_exp_test") & (df.epoch == 2)].value
+    assert ve.min() > 0.7
+
+
+def test_resume_skips_complete_jobs_and_overwrite_redoes_them(root):
+    layout = ResultsLayout(root, DATA, MODEL)
+    run_jobs(analysis.plan_jobs(layout, [1], ["dense"], [0, 1, 2], _params()), progress=False)
+    before = snapshot(root)
+    assert analysis.plan_jobs(layout, [1], ["dense"], [0, 1, 2], _params()) == []
+    # The job itself also skips when complete (e.g. resubmitted on Dask).
+    assert analysis.analyse_job(root, DATA, MODEL, 1, "dense", [0, 1, 2], _params().as_dict(), 1) == {
+        "status": "skipped"}
+    assert snapshot(root) == before
+    # Other parameters on a complete job: an error unless --overwrite.
+    with pytest.raises(ValueError, match=r"epoch_001/dense was made with other parameters .*--overwrite"):
+        analysis.plan_jobs(layout, [1], ["dense"], [0, 1, 2], _params(seed=1))
+    jobs = analysis.plan_jobs(layout, [1], ["dense"], [0, 1, 2], _params(seed=1), overwrite=True)
+    assert len(jobs) == 1
+    run_jobs(jobs, progress=False)
+    marker = json.loads((layout.analysis_dir(1, "dense") / atomic.MARKER_NAME).read_text())
+    assert marker["params"]["seed"] == 1
+    # A job whose output lost a file is redone.
+    (layout.analysis_dir(1, "dense") / analysis.PLOT_NAME).unlink()
+    assert len(analysis.plan_jobs(layout, [1], ["dense"], [0, 1, 2], _params(seed=1))) == 1
+
+
+def _rewrite(layout, subject, epoch, layer, a):
+    """Replace one activation file and re-mark its folder complete (as a stage 2 that saved bad data)."""
+    path = layout.activation_path(subject, epoch, layer)
+    atomic.save_npy(path, a)
+    adir = layout.activations_dir(subject, epoch)
+    atomic.write_marker(adir, sorted(adir.glob("*.npy")))
+    return [path]
+
+
+def _break_counts(layout):
+    return _rewrite(layout, 1, 2, "dense", np.load(layout.activation_path(1, 2, "dense"))[:-5])
+
+
+def _break_nan(layout):
+    a = np.load(layout.activation_path(2, 1, "conv"))
+    a[3, 4] = np.nan
+    return _rewrite(layout, 2, 1, "conv", a)
+
+
+def _break_inf(layout):
+    a = np.load(layout.activation_path(0, 2, "dense"))
+    a[0, 0] = np.inf
+    return _rewrite(layout, 0, 2, "dense", a)
+
+
+def _break_missing_epoch(layout):
+    atomic.clear_marker(layout.activations_dir(2, 1))
+    return [layout.activations_dir(2, 1)]
+
+
+def _break_missing_file(layout):
+    path = layout.activation_path(1, 0, "conv")
+    path.unlink()
+    return [layout.activations_dir(1, 0)]
+
+
+@pytest.mark.parametrize("breaker, extra, match", [
+    (_break_counts, [], r"image counts disagree with the 120 labels .* \(115\)"),
+    (_break_nan, [], r"contains NaN or Inf activations"),
+    (_break_inf, [], r"contains NaN or Inf activations"),
+    (_break_missing_epoch, [], r"epoch 1 of subject 2 is missing: .* has no valid _complete.json"),
+    (_break_missing_file, [], r"epoch 0 of subject 1 is missing"),
+    (None, ["--k", "25"], r"layer 'conv' \(.*subj00/epoch_000/activations/conv.npy and the other subjects' "
+                          r"files.*k\) = 25 is larger than the units of the smallest network \(24\)"),
+    (None, ["--k", "20", "--test-size", "0.9"],
+     r"layer 'conv' \(.*conv.npy .*\): n_components \(k\) = 20 is larger than the 12 fit images"),
+    (None, ["--only-subjects", "1"], r"SRM needs at least 2 subjects .*got \[1\] under .*digits/conv"),
+    (None, ["--only-epochs", "3"], r"--only-epochs \[3\]: not logged epochs"),
+    (None, ["--only-layers", "fc9"], r"unknown layer\(s\) \['fc9'\]: .*layers.json lists"),
+])
+def test_bad_input_is_one_line_naming_the_file_and_touches_nothing(root, capsys, breaker, extra, match):
+    layout = ResultsLayout(root, DATA, MODEL)
+    named = breaker(layout) if breaker else []
+    before = snapshot(root)
+    code, out, err = run_cli(capsys, "--root", root, "--no-progress", *extra)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("run_analyses.py: error: ")
+    assert re.search(match, err), err
+    for path in named:
+        assert str(path) in err
+    assert snapshot(root) == before
+    assert not layout.analyses_dir.exists()
+
+
+def test_no_trained_condition_is_a_one_line_error(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "--root", tmp_path / "nothing", "--no-progress")
+    assert code == 2 and "config.json missing" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "nothing").exists()
+
+
+def test_bad_flag_is_one_line(root, capsys):
+    with pytest.raises(SystemExit) as exc:
+        run_analyses.main(["--root", str(root), "--test-size", "1.5"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "expected a number in (0, 1)" in err
+
+
+def test_script_end_to_end_subprocess(root):
+    proc = run_script("run_analyses.py", "--root", root, "--no-progress", "--only-layers", "dense")
+    assert proc.returncode == 0, proc.stderr
+    assert "stage 3 done: 3 jobs run" in proc.stdout
+    layout = ResultsLayout(root, DATA, MODEL)
+    df = pd.read_csv(layout.summary_path, dtype={"subject": str})
+    assert tuple(df.columns) == analysis.SUMMARY_COLUMNS
+    assert sorted(df.epoch.unique()) == list(EPOCHS) and df.layer.unique().tolist() == ["dense"]
+    assert (layout.analysis_dir(2, "dense") / analysis.PLOT_NAME).exists()
+    # Rerun: everything complete, nothing redone, the summary rebuilt identically.
+    before = {p: v for p, v in snapshot(root).items() if not p.endswith("summary.csv")}
+    proc = run_script("run_analyses.py", "--root", root, "--no-progress", "--only-layers", "dense")
+    assert proc.returncode == 0 and "stage 3 done: 0 jobs run" in proc.stdout, proc.stderr
+    assert {p: v for p, v in snapshot(root).items() if not p.endswith("summary.csv")} == before
+    pd.testing.assert_frame_equal(pd.read_csv(layout.summary_path, dtype={"subject": str}), df)
+
+
+@pytest.mark.slow
+def test_local_dask_cluster(root):
+    proc = run_script("run_analyses.py", "--root", root, "--no-progress", "--workers", "2",
+                      "--only-epochs", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert "stage 3 done: 2 jobs run" in proc.stdout
+
+
+@pytest.mark.slow
+def test_digits_demo_alignment_improves_with_training(digits_demo, tmp_path):
+    """On real (tiny) digits networks: deepest hidden layer, final epoch vs epoch 0 (issue 3)."""
+    import shutil
+
+    root = tmp_path / "root"
+    shutil.copytree(digits_demo, root)
+    proc = run_script("run_analyses.py", "--root", root, "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    df = pd.read_csv(ResultsLayout(root, DATA, MODEL).summary_path, dtype={"subject": str})
+    layers = df.drop_duplicates("layer").sort_values("layer_depth").layer.tolist()
+    deepest_hidden = layers[-2]  # the last is the logits
+    d = df[df.layer == deepest_hidden].pivot_table(index="epoch", columns="metric", values="value")
+    final = d.index.max()
+    assert d.loc[final, "r_shared_irsm_wrsm"] > d.loc[final, "r_native_irsm_wrsm"] + 0.3
+    assert d.loc[final, "r_shared_irsm_final_wrsm"] > d.loc[0, "r_shared_irsm_final_wrsm"]
+
+
+def test_corrupt_labels_file_is_named(root, capsys):
+    layout = ResultsLayout(root, DATA, MODEL)
+    layout.test_labels_path.write_bytes(b"\x93NUMPY garbage")
+    code, _, err = run_cli(capsys, "--root", root, "--no-progress")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"{layout.test_labels_path} is not a readable .npy file" in err
+    assert not layout.analyses_dir.exists()
