@@ -90,7 +90,9 @@ def run_jobs(jobs: Sequence[Job], *, scheduler: str | None = None, workers: int 
     desc : str
         Label of the progress bar.
     retries : int
-        On Dask, how often a job whose worker died is resubmitted.
+        On Dask, how often a job that raised an unexpected error (not one of
+        ``nnsrm.cli.INPUT_ERRORS``) is resubmitted. A job whose worker died is
+        rescheduled by the Dask scheduler itself (``distributed.scheduler.allowed-failures``).
 
     Raises
     ------

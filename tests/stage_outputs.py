@@ -1,0 +1,164 @@
+"""Helpers for the Dask, fault and status tests: compare stage outputs, copy roots, kill runs.
+
+"Identical" means: stage 1 weights equal as arrays (HDF5 files carry timestamps)
+and history.csv equal except its wall-clock ``seconds`` column; stage 2 and 3
+array files equal byte for byte (``.npy``) or array for array (``.npz``).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from conftest import PYTHON, ROOT
+from nnsrm import atomic
+from nnsrm.paths import ResultsLayout
+from nnsrm.status import condition_status
+
+DATA, MODEL = "digits", "conv"
+
+
+def layout(root) -> ResultsLayout:
+    return ResultsLayout(root, DATA, MODEL)
+
+
+def h5_arrays(path):
+    out = []
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: out.append((name, obj[()])) if isinstance(obj, h5py.Dataset) else None)
+    return sorted(out, key=lambda t: t[0])
+
+
+def assert_same_stage1(ref_root, root, subjects, epochs):
+    """Weights (as arrays) and history (without timings) of ``subjects`` equal the reference's."""
+    a, b = layout(ref_root), layout(root)
+    for s in subjects:
+        for e in epochs:
+            xa, xb = h5_arrays(a.weights_path(s, e)), h5_arrays(b.weights_path(s, e))
+            assert [n for n, _ in xa] == [n for n, _ in xb], (s, e)
+            for (name, x), (_, y) in zip(xa, xb):
+                assert np.array_equal(x, y), f"subj{s:02d} epoch {e} {name} differs"
+        ha = pd.read_csv(a.history_path(s)).drop(columns="seconds")
+        hb = pd.read_csv(b.history_path(s)).drop(columns="seconds")
+        pd.testing.assert_frame_equal(ha, hb, check_exact=True)
+
+
+def _final_npy(directory):
+    """Names of the final ``.npy`` files (not a killed run's hidden temporaries)."""
+    return sorted(p.name for p in directory.glob("*.npy") if not p.name.startswith("."))
+
+
+def assert_same_stage2(ref_root, root, subjects, epochs):
+    """Every activation and unit-index file of ``subjects`` × ``epochs`` is byte-identical to the reference's."""
+    a, b = layout(ref_root), layout(root)
+    n = 0
+    for s in subjects:
+        for e in epochs:
+            files = _final_npy(a.activations_dir(s, e))
+            assert files == _final_npy(b.activations_dir(s, e)), (s, e)
+            for name in files:
+                assert (a.activations_dir(s, e) / name).read_bytes() == (b.activations_dir(s, e) / name).read_bytes(), \
+                    f"subj{s:02d} epoch {e} {name} differs"
+                n += 1
+    assert n > 0
+    assert a.test_labels_path.read_bytes() == b.test_labels_path.read_bytes()
+
+
+def assert_same_stage3(ref_root, root):
+    """Every complete stage-3 job's results.npz equal array for array; summary.csv equal."""
+    a, b = layout(ref_root), layout(root)
+    ref_jobs = sorted(p.parent for p in a.analyses_dir.rglob(atomic.MARKER_NAME))
+    assert ref_jobs
+    for ref_dir in ref_jobs:
+        other = b.analyses_dir / ref_dir.relative_to(a.analyses_dir)
+        assert atomic.is_complete(other, verify=True), other
+        with np.load(ref_dir / "results.npz") as za, np.load(other / "results.npz") as zb:
+            assert sorted(za.files) == sorted(zb.files)
+            for key in za.files:
+                assert np.array_equal(za[key], zb[key]), f"{other} {key} differs"
+    pd.testing.assert_frame_equal(pd.read_csv(a.summary_path), pd.read_csv(b.summary_path), check_exact=True)
+
+
+def copy_stage1(src, dst):
+    """A results root with only stage 1's outputs of ``src`` (no activations, layers.json, labels)."""
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("epoch_*", "layers.json", "test_labels.npy",
+                                                            "analyses", ".cache"))
+    return dst
+
+
+def assert_nothing_corrupt(root, stages=(1, 2)):
+    """Every expected job of ``stages`` is complete by checksum, and every final-named array file loads.
+
+    Returns the leftover temporary files (hidden ``.*.tmp*`` names; a killed
+    run can leave them, and no job reads them).
+    """
+    st = condition_status(layout(root), verify=True)
+    bad = [j for j in st.jobs if j.stage in stages and j.state != "complete"]
+    assert not bad, bad
+    temps = []
+    for p in Path(root).rglob("*"):
+        if not p.is_file() or ".cache" in p.parts:
+            continue
+        if p.name.startswith(".") and ".tmp" in p.name:
+            temps.append(p)
+        elif p.suffix == ".npy":
+            np.load(p)
+        elif p.name.endswith(".weights.h5"):
+            assert h5_arrays(p)
+    return temps
+
+
+def count_outputs(directory) -> int:
+    """Final-named files under ``directory`` (not temporaries)."""
+    directory = Path(directory)
+    if not directory.exists():
+        return 0
+    return sum(1 for p in directory.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def kill_at_random_point(args, watch, n_expected, seed, env=None, timeout=300):
+    """Start ``python *args``; SIGKILL it at a random point of its run; return where it was killed.
+
+    The point: once ``k`` new outputs exist under ``watch`` (``k`` uniform in
+    1 .. n_expected - 1, so at least one output is still to come), plus a
+    random 0–0.3 s, which lands inside a job, between two files, or during a
+    write. Reproducible given ``seed`` (up to timing).
+
+    Returns
+    -------
+    dict
+        ``{"seed", "k", "delay", "outputs_at_kill", "killed"}``; ``killed`` is
+        False if the run finished before the kill point.
+    """
+    rng = random.Random(seed)
+    k = rng.randint(1, n_expected - 1)
+    delay = rng.uniform(0.0, 0.3)
+    before = count_outputs(watch)
+    proc = subprocess.Popen([PYTHON, *map(str, args)], cwd=ROOT, env={**os.environ, **(env or {})},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout
+    try:
+        while proc.poll() is None and count_outputs(watch) - before < k:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{args} wrote {count_outputs(watch) - before} of {k} outputs in {timeout} s")
+            time.sleep(0.01)
+        time.sleep(delay)
+        killed = proc.poll() is None
+        outputs = count_outputs(watch) - before
+        if killed:
+            proc.send_signal(signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        _, err = proc.communicate()
+    assert killed or proc.returncode == 0, f"{args} failed before the kill point:\n{err}"
+    return {"seed": seed, "k": k, "delay": round(delay, 3), "outputs_at_kill": outputs, "killed": killed}
