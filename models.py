@@ -21,80 +21,105 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "jax")  # our default; KERAS_BACKEND=tensorflow also works
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 from keras import layers  # noqa: E402
 
 MODEL_NAMES = ("conv", "mlp", "resnet18")
 
 
-def _dense(units, name):
-    return layers.Dense(units, name=name)
+class LayerSeeds:
+    """Distinct, reproducible seeds for every random layer of one network.
+
+    Every initializer and dropout layer gets its own seed drawn from the
+    network's seed, so the weights never depend on global random state (which
+    other code, e.g. Dask's message sizing, may advance behind our back).
+    """
+
+    def __init__(self, seed: int):
+        self._rng = np.random.default_rng(seed)
+
+    def __call__(self) -> int:
+        return int(self._rng.integers(0, 2**31 - 1))
 
 
-def cifar_conv(x, n_classes):
+def _conv(filters, seeds, name, padding="same"):
+    return layers.Conv2D(filters, 3, padding=padding, name=name,
+                         kernel_initializer=keras.initializers.GlorotUniform(seed=seeds()))
+
+
+def _dense(units, seeds, name):
+    return layers.Dense(units, name=name, kernel_initializer=keras.initializers.GlorotUniform(seed=seeds()))
+
+
+def _dropout(rate, seeds, name):
+    return layers.Dropout(rate, seed=seeds(), name=name)
+
+
+def cifar_conv(x, n_classes, seeds):
     """The paper's CIFAR conv net (input 32×32×c)."""
-    x = layers.Conv2D(32, 3, padding="same", name="conv1")(x)
+    x = _conv(32, seeds, "conv1", padding="same")(x)
     x = layers.Activation("relu", name="relu1")(x)
-    x = layers.Conv2D(32, 3, padding="valid", name="conv2")(x)
+    x = _conv(32, seeds, "conv2", padding="valid")(x)
     x = layers.Activation("relu", name="relu2")(x)
     x = layers.MaxPooling2D(2, name="pool1")(x)
-    x = layers.Dropout(0.25, name="drop1")(x)
-    x = layers.Conv2D(64, 3, padding="same", name="conv3")(x)
+    x = _dropout(0.25, seeds, "drop1")(x)
+    x = _conv(64, seeds, "conv3", padding="same")(x)
     x = layers.Activation("relu", name="relu3")(x)
-    x = layers.Conv2D(64, 3, padding="valid", name="conv4")(x)
+    x = _conv(64, seeds, "conv4", padding="valid")(x)
     x = layers.Activation("relu", name="relu4")(x)
     x = layers.MaxPooling2D(2, name="pool2")(x)
-    x = layers.Dropout(0.25, name="drop2")(x)
+    x = _dropout(0.25, seeds, "drop2")(x)
     x = layers.Flatten(name="flatten")(x)
-    x = _dense(512, "dense1")(x)
+    x = _dense(512, seeds, "dense1")(x)
     x = layers.Activation("relu", name="relu5")(x)
-    x = layers.Dropout(0.5, name="drop3")(x)
-    return _dense(n_classes, "logits")(x)
+    x = _dropout(0.5, seeds, "drop3")(x)
+    return _dense(n_classes, seeds, "logits")(x)
 
 
-def digits_conv(x, n_classes):
+def digits_conv(x, n_classes, seeds):
     """A small conv net for 8×8 digits: 'same' convolutions so two 2×2 pools fit."""
-    x = layers.Conv2D(16, 3, padding="same", name="conv1")(x)
+    x = _conv(16, seeds, "conv1", padding="same")(x)
     x = layers.Activation("relu", name="relu1")(x)
-    x = layers.Conv2D(32, 3, padding="same", name="conv2")(x)
+    x = _conv(32, seeds, "conv2", padding="same")(x)
     x = layers.Activation("relu", name="relu2")(x)
     x = layers.MaxPooling2D(2, name="pool1")(x)  # (4, 4, 32): 512 units
-    x = layers.Dropout(0.25, name="drop1")(x)
-    x = layers.Conv2D(64, 3, padding="same", name="conv3")(x)
+    x = _dropout(0.25, seeds, "drop1")(x)
+    x = _conv(64, seeds, "conv3", padding="same")(x)
     x = layers.Activation("relu", name="relu3")(x)
     x = layers.MaxPooling2D(2, name="pool2")(x)  # (2, 2, 64): 256 units
-    x = layers.Dropout(0.25, name="drop2")(x)
+    x = _dropout(0.25, seeds, "drop2")(x)
     x = layers.Flatten(name="flatten")(x)
-    x = _dense(128, "dense1")(x)
+    x = _dense(128, seeds, "dense1")(x)
     x = layers.Activation("relu", name="relu4")(x)
-    x = layers.Dropout(0.5, name="drop3")(x)
-    return _dense(n_classes, "logits")(x)
+    x = _dropout(0.5, seeds, "drop3")(x)
+    return _dense(n_classes, seeds, "logits")(x)
 
 
-def mnist_conv(x, n_classes):
+def mnist_conv(x, n_classes, seeds):
     """Keras' mnist_cnn example (input 28×28×1)."""
-    x = layers.Conv2D(32, 3, name="conv1")(x)
+    x = _conv(32, seeds, "conv1", padding="valid")(x)
     x = layers.Activation("relu", name="relu1")(x)
-    x = layers.Conv2D(64, 3, name="conv2")(x)
+    x = _conv(64, seeds, "conv2", padding="valid")(x)
     x = layers.Activation("relu", name="relu2")(x)
     x = layers.MaxPooling2D(2, name="pool1")(x)
-    x = layers.Dropout(0.25, name="drop1")(x)
+    x = _dropout(0.25, seeds, "drop1")(x)
     x = layers.Flatten(name="flatten")(x)
-    x = _dense(128, "dense1")(x)
+    x = _dense(128, seeds, "dense1")(x)
     x = layers.Activation("relu", name="relu3")(x)
-    x = layers.Dropout(0.5, name="drop2")(x)
-    return _dense(n_classes, "logits")(x)
+    x = _dropout(0.5, seeds, "drop2")(x)
+    return _dense(n_classes, seeds, "logits")(x)
 
 
-def mlp(x, n_classes):
+def mlp(x, n_classes, seeds):
     """Keras' mnist_mlp example on flattened images."""
     x = layers.Flatten(name="flatten")(x)
-    x = _dense(512, "dense1")(x)
+    x = _dense(512, seeds, "dense1")(x)
     x = layers.Activation("relu", name="relu1")(x)
-    x = layers.Dropout(0.2, name="drop1")(x)
-    x = _dense(512, "dense2")(x)
+    x = _dropout(0.2, seeds, "drop1")(x)
+    x = _dense(512, seeds, "dense2")(x)
     x = layers.Activation("relu", name="relu2")(x)
-    x = layers.Dropout(0.2, name="drop2")(x)
-    return _dense(n_classes, "logits")(x)
+    x = _dropout(0.2, seeds, "drop2")(x)
+    return _dense(n_classes, seeds, "logits")(x)
 
 
 def augmentation(x, seed):
@@ -128,7 +153,7 @@ def build_model(name: str, input_shape: tuple, n_classes: int, seed: int, *,
     """
     if name not in MODEL_NAMES:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODEL_NAMES)}")
-    keras.utils.set_random_seed(seed)  # initializers and seed generators draw from it
+    keras.utils.set_random_seed(seed)  # anything not seeded explicitly below
     if name == "resnet18":
         import resnet
 
@@ -139,14 +164,15 @@ def build_model(name: str, input_shape: tuple, n_classes: int, seed: int, *,
         return resnet.build_resnet18(input_shape, n_classes, variant=resnet_variant, seed=seed)
     inputs = keras.Input(input_shape, name="image")
     x = augmentation(inputs, seed) if augment else inputs
+    seeds = LayerSeeds(seed)
     if name == "mlp":
-        logits = mlp(x, n_classes)
+        logits = mlp(x, n_classes, seeds)
     elif input_shape[0] >= 32:
-        logits = cifar_conv(x, n_classes)
+        logits = cifar_conv(x, n_classes, seeds)
     elif input_shape[0] >= 28:
-        logits = mnist_conv(x, n_classes)
+        logits = mnist_conv(x, n_classes, seeds)
     else:
-        logits = digits_conv(x, n_classes)
+        logits = digits_conv(x, n_classes, seeds)
     outputs = layers.Activation("softmax", name="softmax")(logits)
     return keras.Model(inputs, outputs, name=f"{name}_{input_shape[0]}px")
 

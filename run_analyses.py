@@ -92,6 +92,7 @@ def main(argv=None):
         # BrainIAK logs every iteration and, at INFO, computes a log-likelihood it only logs.
         logging.getLogger("brainiak").setLevel(logging.WARNING)
     root = cli.check_root(args.root)
+    cli.check_engine(args)
     layout = ResultsLayout(root, args.data, args.model)
 
     from nnsrm import analysis

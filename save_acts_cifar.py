@@ -41,6 +41,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     cli.setup_logging()
     root = cli.check_root(args.root)
+    cli.check_engine(args)
     layout = ResultsLayout(root, args.data, args.model)
 
     from nnsrm.run_config import load_trained_config

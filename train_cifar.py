@@ -54,6 +54,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     cli.setup_logging()
     root = cli.check_root(args.root)
+    cli.check_engine(args)
     cfg = resolve_config(args)
     subjects = list(cfg.subjects)
     if args.only_subjects:
@@ -74,7 +75,9 @@ def main(argv=None):
     write_config_json(layout.config_path, cfg.to_dict(), stage="train")
     jobs = [Job(f"train subj{s:02d}", train_subject,
                 dict(cfg=cfg, root=str(root), subject=s, data_dir=args.data_dir,
-                     overwrite=args.overwrite, progress=not args.no_progress))
+                     overwrite=args.overwrite,
+                     # per-epoch bars of Dask workers would garble the driver's terminal
+                     progress=not (args.no_progress or args.scheduler or args.workers)))
             for s in subjects]
     report = run_jobs(jobs, scheduler=args.scheduler, workers=args.workers,
                       desc=f"stage 1: train {cfg.data}×{cfg.model}", progress=not args.no_progress)

@@ -64,7 +64,8 @@ from typing import Sequence
 
 import numpy as np
 
-from nnsrm.atomic import atomic_path, clear_marker, is_complete, save_npz, write_marker, write_text
+from nnsrm.atomic import (atomic_path, clear_marker, is_complete, remove_stale_temporaries, save_npz,
+                          write_marker, write_text)
 from nnsrm.atomic import MARKER_NAME
 from nnsrm.paths import ResultsLayout
 from nnsrm.runner import Job
@@ -390,6 +391,7 @@ def analyse_job(root, data: str, model: str, epoch: int, layer: str, subjects: S
         meta=np.array(json.dumps(meta)),
     )
     clear_marker(out_dir)
+    remove_stale_temporaries(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_npz(out_dir / RESULTS_NAME, **arrays)
     plot_rsms(out_dir / PLOT_NAME, wrsm_native, irsm_native, wrsm_shared, irsm_shared,

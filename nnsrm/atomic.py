@@ -131,6 +131,21 @@ def is_complete(directory: str | os.PathLike, verify: bool = False) -> bool:
     return marker_status(directory, verify=verify) == "complete"
 
 
+def remove_stale_temporaries(directory: str | os.PathLike) -> int:
+    """Delete temporary files that a killed writer left in ``directory`` (not recursive).
+
+    Only call this from the job that owns ``directory``: a temporary file of a
+    write in progress elsewhere would be removed too. Returns how many were removed.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return 0
+    stale = [p for p in directory.glob(".*.tmp*") if p.is_file()]
+    for p in stale:
+        p.unlink()
+    return len(stale)
+
+
 def clear_marker(directory: str | os.PathLike) -> None:
     """Remove a completion marker (before a job rewrites its outputs)."""
     marker = Path(directory) / MARKER_NAME

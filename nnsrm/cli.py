@@ -58,9 +58,17 @@ def add_engine_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("where jobs run (default: in this process, one after another)")
     ex = group.add_mutually_exclusive_group()
     ex.add_argument("--scheduler", metavar="ADDRESS", default=None,
-                    help="address of a running Dask distributed scheduler, e.g. tcp://10.0.0.5:8786")
+                    help="address of a running Dask scheduler (tcp://host:8786) or its scheduler file")
     ex.add_argument("--workers", type=positive_int, default=None, metavar="N",
                     help="start a local Dask cluster with N worker processes")
+
+
+def check_engine(args) -> None:
+    """Fail now, before anything is written, if ``--scheduler`` names no reachable scheduler."""
+    if getattr(args, "scheduler", None):
+        from nnsrm.dask_engine import check_scheduler, scheduler_address
+
+        check_scheduler(scheduler_address(args.scheduler))
 
 
 def check_root(root: Path) -> Path:

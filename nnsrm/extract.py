@@ -82,6 +82,7 @@ def extract_activations(cfg, root: str | Path, subject: int, epoch: int, data_di
         raise FileNotFoundError(f"{weights} missing or subject {subject} not fully trained; "
                                 f"run train_cifar.py --data {cfg.data} --model {cfg.model} first")
     atomic.clear_marker(out_dir)
+    atomic.remove_stale_temporaries(out_dir)
     enable_compilation_cache(root)
     data = cached_dataset(cfg.data, None if data_dir is None else str(data_dir))
     model, names = build_inference_model(cfg, data.input_shape, data.n_classes, subject)

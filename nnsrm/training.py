@@ -145,6 +145,7 @@ def train_subject(cfg, root: str | Path, subject: int, data_dir: str | None = No
         log.info("subject %d already trained; skipped (use --overwrite to redo)", subject)
         return {"subject": subject, "skipped": True}
     atomic.clear_marker(subj_dir)
+    atomic.remove_stale_temporaries(subj_dir)
     enable_compilation_cache(root)
     t0 = time.perf_counter()
     data = cached_dataset(cfg.data, None if data_dir is None else str(data_dir))

@@ -49,3 +49,11 @@ def test_marker_detects_missing_truncated_and_changed_files(tmp_path):
     assert atomic.marker_status(tmp_path) == "corrupt"
     atomic.clear_marker(tmp_path)
     assert atomic.marker_status(tmp_path) == "missing"
+
+
+def test_stale_temporaries_are_removed_but_not_outputs(tmp_path):
+    atomic.save_npy(tmp_path / "keep.npy", np.zeros(2))
+    (tmp_path / ".keep.abc123.tmp.npy").write_bytes(b"half-written by a killed run")
+    assert atomic.remove_stale_temporaries(tmp_path) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.npy"]
+    assert atomic.remove_stale_temporaries(tmp_path / "absent") == 0

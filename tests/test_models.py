@@ -79,3 +79,20 @@ def test_seeds_stack_under_jax_vmap_stateless_call():
     stacked = jax.vmap(forward)(trainable)  # (3 seeds, 4 images, 10 classes)
     for s, net in enumerate(nets):
         np.testing.assert_allclose(stacked[s], net.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_weights_do_not_depend_on_global_random_state(monkeypatch):
+    """Every initializer is seeded from the network's seed (Dask advances global RNGs behind our back)."""
+    import random
+
+    import keras
+
+    real_set_seed = keras.utils.set_random_seed
+    monkeypatch.setattr(keras.utils, "set_random_seed", lambda seed: None)
+    real_set_seed(1)
+    a = models.build_model("conv", (8, 8, 1), 10, seed=3)
+    real_set_seed(2)
+    random.random()
+    b = models.build_model("conv", (8, 8, 1), 10, seed=3)
+    assert _weights_equal(a, b)
+    assert {layer.seed for layer in a.layers if hasattr(layer, "rate")} != {None}
