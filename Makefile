@@ -12,13 +12,14 @@ export OPENBLAS_NUM_THREADS ?= 1
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export MPLBACKEND ?= Agg
 
-.PHONY: setup test-setup demo train activations analyses figures simulation test test-slow bench clean-venv help
+.PHONY: setup test-setup demo train activations analyses figures status simulation test test-slow bench clean-venv help
 
 help:
 	@echo "make demo        set up and run stages 1-3 and the figures on $(DATA) x $(MODEL) into $(ROOT)/"
 	@echo "make test        set up and run the tests (the command CI runs)"
 	@echo "make test-slow   also run the slow checks"
 	@echo "make figures     the paper's figures (PNG, PDF, GIF) into $(ROOT)/figures/"
+	@echo "make status      what is complete / missing / corrupt under $(ROOT)/"
 	@echo "make simulation  the XOR simulation (paper Fig. 5-6) into $(ROOT)/simulation/"
 	@echo "make bench       benchmarks (see bench/RESULTS.md)"
 	@echo "Variables: ROOT=$(ROOT) DATA=$(DATA) MODEL=$(MODEL) PYTHON=$(PYTHON)"
@@ -50,6 +51,9 @@ figures: analyses
 	$(PY) make_figures.py --data $(DATA) --model $(MODEL) --root $(ROOT)
 
 demo: figures
+
+status: setup
+	$(PY) status.py --root $(ROOT)
 
 simulation: setup
 	$(PY) simulation/run_sim.py --noise-sweep --k-sweep --figures --out $(ROOT)/simulation
