@@ -21,7 +21,6 @@ import sys
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # SRM's SVDs are slower with 2 threads on small machines
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-import argparse  # noqa: E402
 import logging  # noqa: E402
 
 import config  # noqa: E402
@@ -29,26 +28,6 @@ from nnsrm import cli  # noqa: E402
 from nnsrm.paths import ResultsLayout  # noqa: E402
 
 log = logging.getLogger("run_analyses")
-
-
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
-
-
-def fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}") from None
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {value}")
-    return value
 
 
 def build_parser():
@@ -61,21 +40,21 @@ def build_parser():
                              "capped at the number of fit images)")
     parser.add_argument("--n-iter", type=cli.positive_int, default=10,
                         help="SRM iterations (default: %(default)s, BrainIAK's)")
-    parser.add_argument("--test-size", type=fraction, default=0.2,
+    parser.add_argument("--test-size", type=cli.fraction, default=0.2,
                         help="share of the test images held out from the SRM fit (default: %(default)s)")
-    parser.add_argument("--seed", type=non_negative_int, default=0,
+    parser.add_argument("--seed", type=cli.non_negative_int, default=0,
                         help="seed of the split, the unit cap and SRM's initialisation (default: %(default)s)")
     parser.add_argument("--srm-engine", choices=ENGINES, default=DEFAULT_ENGINE,
                         help="SRM implementation: brainiak (the paper's, reference) or fast (qmvpa.srm) "
                              "(default: %(default)s)")
     parser.add_argument("--max-units", type=cli.positive_int, default=None,
                         help="unit cap per layer (default: the config's, 1000)")
-    parser.add_argument("--class-order", type=non_negative_int, nargs="+", default=None, metavar="C",
+    parser.add_argument("--class-order", type=cli.non_negative_int, nargs="+", default=None, metavar="C",
                         help="order of the classes in the held-out images, e.g. 2 3 4 5 6 7 0 8 1 9 "
                              "(default: ascending label)")
-    parser.add_argument("--only-subjects", type=non_negative_int, nargs="+", default=None, metavar="S",
+    parser.add_argument("--only-subjects", type=cli.non_negative_int, nargs="+", default=None, metavar="S",
                         help="analyse only these subjects (at least 2; default: every trained subject)")
-    parser.add_argument("--only-epochs", type=non_negative_int, nargs="+", default=None, metavar="E",
+    parser.add_argument("--only-epochs", type=cli.non_negative_int, nargs="+", default=None, metavar="E",
                         help="analyse only these logged epochs (default: all)")
     parser.add_argument("--only-layers", nargs="+", default=None, metavar="LAYER",
                         help="analyse only these layers (default: all in layers.json)")

@@ -237,7 +237,7 @@ def check_inputs(layout: ResultsLayout, subjects: Sequence[int], epochs: Sequenc
                                  f"for those subjects")
             n_units = {sh[1] for sh in shapes}
             if len(n_units) > 1:
-                raise ValueError(f"unit counts disagree across subjects: "
+                raise ValueError("unit counts disagree across subjects: "
                                  + ", ".join(f"{p} ({sh[1]})" for p, sh in zip(paths, shapes)))
             kept = len(preproc.subsample_units(shapes[0][1], params.max_units, params.seed))
             if units.setdefault(layer, kept) != kept:

@@ -27,31 +27,10 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads: SRM's 
 if __package__ in (None, ""):  # run as a file: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nnsrm.cli import OneLineArgumentParser, UsageError, positive_int, run_main, setup_logging  # noqa: E402
+from nnsrm.cli import (OneLineArgumentParser, UsageError, non_negative_float, non_negative_int,  # noqa: E402
+                       positive_int, run_main, setup_logging)  # noqa: E402
 
 log = logging.getLogger("run_sim")
-
-
-def nonnegative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
-
-
-def nonnegative_float(text: str) -> float:
-    """argparse type: a finite number >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not (value >= 0 and value != float("inf")):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return value
 
 
 def comma_list(item_type):
@@ -73,19 +52,19 @@ def build_parser() -> OneLineArgumentParser:
     p.add_argument("--n-sims", type=positive_int, default=50, help="repetitions (one trained network each)")
     p.add_argument("--n-nets", type=positive_int, default=10, help="copies of each network's hidden activity")
     p.add_argument("--n-hidden", type=positive_int, default=50, help="hidden units")
-    p.add_argument("--noise", type=nonnegative_float, default=0.0,
+    p.add_argument("--noise", type=non_negative_float, default=0.0,
                    help="SD of the Gaussian noise added to every copy (hidden activity lies in (0, 1))")
     p.add_argument("--n-components", type=positive_int, default=None,
                    help="SRM components k (default: --n-hidden, as in the paper)")
     p.add_argument("--n-epochs", type=positive_int, default=1000, help="full-batch training epochs")
-    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of everything random")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of everything random")
     p.add_argument("--srm-engine", choices=("brainiak", "fast"), default="brainiak",
                    help="SRM implementation (brainiak: the paper's; fast: qmvpa.srm)")
     p.add_argument("--center-units", action="store_true",
                    help="not in the paper: subtract each copy's unit means over the training images before "
                         "mapping the test images into the shared space (BrainIAK's SRM removes them when "
                         "fitting, not in transform)")
-    p.add_argument("--noise-sweep", type=comma_list(nonnegative_float), nargs="?", metavar="LEVELS",
+    p.add_argument("--noise-sweep", type=comma_list(non_negative_float), nargs="?", metavar="LEVELS",
                    const=DEFAULT_NOISE_LEVELS, default=(),
                    help=f"also sweep the noise SD; optional comma-separated levels "
                         f"(default levels: {','.join(map(str, DEFAULT_NOISE_LEVELS))})")

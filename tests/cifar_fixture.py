@@ -33,11 +33,11 @@ def make_cifar_archive(folder, name="cifar10", n_train_per_batch=20, n_test=30, 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if name == "cifar10":
-        path, prefix, n_classes = folder / "cifar-10-python.tar.gz", "cifar-10-batches-py", 10
+        path, prefix = folder / "cifar-10-python.tar.gz", "cifar-10-batches-py"
         members = {f"data_batch_{i}": _batch(rng, n_train_per_batch, 10, False) for i in range(1, 6)}
         members["test_batch"] = _batch(rng, n_test, 10, False)
     else:
-        path, prefix, n_classes = folder / "cifar-100-python.tar.gz", "cifar-100-python", 100
+        path, prefix = folder / "cifar-100-python.tar.gz", "cifar-100-python"
         members = {"train": _batch(rng, max(n_train_per_batch * 5, 100), 100, True),
                    "test": _batch(rng, max(n_test, 100), 100, True)}
     with tarfile.open(path, "w:gz") as tar:
