@@ -10,8 +10,11 @@ The SRM implementation is chosen by name (``engine``), behind one function,
 
 - ``"brainiak"`` — ``brainiak.funcalign.srm.SRM``, the probabilistic SRM the
   paper used, our reference (needs MPI, imported only when used);
-- ``"fast"`` — ``qmvpa.srm.SRM``, our drop-in reimplementation with the same
-  constructor and fitted attributes (``w_``, ``s_``).
+- ``"fast"`` (default) — ``qmvpa.srm.SRM``, our drop-in reimplementation with
+  the same constructor and fitted attributes (``w_``, ``s_``), in float32 on
+  NumPy: about 2× faster than BrainIAK on one CPU core, its log-likelihood
+  within 1e-6 and downstream numbers within 1e-8 of float64 (tests/test_srm.py);
+- ``"jax"`` — the same in float32 as one jitted JAX loop, for a GPU.
 
 Both return a fitted estimator with ``w_`` (list of units_i × k) and ``s_``
 (k × images). Note: BrainIAK's probabilistic SRM removes each unit's mean over
@@ -31,10 +34,12 @@ __all__ = ["ENGINES", "DEFAULT_ENGINE", "srm_class", "fit_srm", "transform", "va
            "procrustes_align", "check_n_components"]
 
 #: SRM engines :func:`fit_srm` knows, by name.
-ENGINES = ("brainiak", "fast")
-#: The engine used when none is named. Switches to "fast" once ``qmvpa.srm`` passes its checks
-#: against BrainIAK.
-DEFAULT_ENGINE = "brainiak"
+ENGINES = ("brainiak", "fast", "jax")
+#: The engine used when none is named: ``qmvpa.srm`` in float32, checked against BrainIAK.
+DEFAULT_ENGINE = "fast"
+#: Keyword arguments of ``qmvpa.srm.SRM`` for our engines.
+_FAST_OPTIONS = {"fast": {"dtype": np.float32, "backend": "numpy"},
+                 "jax": {"dtype": np.float32, "backend": "jax"}}
 
 
 def srm_class(engine):
@@ -46,11 +51,11 @@ def srm_class(engine):
             raise ValueError(f"engine 'brainiak' needs BrainIAK and an MPI library (pip install "
                              f"brainiak mpich): {err}") from None
         return SRM
-    if engine == "fast":
+    if engine in _FAST_OPTIONS:
         try:
             from qmvpa.srm import SRM
         except ImportError as err:
-            raise ValueError(f"engine 'fast' needs qmvpa/srm.py, which could not be imported ({err}); "
+            raise ValueError(f"engine {engine!r} needs qmvpa/srm.py, which could not be imported ({err}); "
                              f"use engine='brainiak'") from None
         return SRM
     raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
@@ -119,7 +124,7 @@ def fit_srm(Xs, n_components=None, n_iter=10, random_state=0, engine=DEFAULT_ENG
         EM / alternating iterations (BrainIAK's default).
     random_state : int, default 0
         Seed of the random orthogonal initial maps (BrainIAK's ``rand_seed``).
-    engine : {"brainiak", "fast"}
+    engine : {"fast", "jax", "brainiak"}
         Which SRM implementation fits (see the module docstring).
 
     Returns
@@ -146,7 +151,8 @@ def fit_srm(Xs, n_components=None, n_iter=10, random_state=0, engine=DEFAULT_ENG
         Xs = [np.asarray(X, dtype=np.float64) for X in Xs]  # the reference runs in float64
     log.info("fitting SRM (%s): %d networks, k=%d, %d images, %d iterations",
              engine, len(Xs), k, Xs[0].shape[1], n_iter)
-    model = SRM(n_iter=int(n_iter), features=k, rand_seed=int(random_state))
+    model = SRM(n_iter=int(n_iter), features=k, rand_seed=int(random_state),
+                **_FAST_OPTIONS.get(engine, {}))
     model.fit(Xs)
     return model
 

@@ -136,8 +136,10 @@ class SimConfig:
             _require_int("sweep_sims", self.sweep_sims, minimum=1)
             if self.sweep_sims > self.n_sims:
                 raise ValueError(f"sweep_sims must be <= n_sims = {self.n_sims}, got {self.sweep_sims}")
-        if self.srm_engine not in ("brainiak", "fast"):
-            raise ValueError(f"srm_engine must be 'brainiak' or 'fast', got {self.srm_engine!r}")
+        from qmvpa import factor
+
+        if self.srm_engine not in factor.ENGINES:
+            raise ValueError(f"srm_engine must be one of {', '.join(factor.ENGINES)}, got {self.srm_engine!r}")
         if not isinstance(self.center_units, bool):
             raise ValueError(f"center_units must be True or False, got {self.center_units!r}")
         if self.train_method not in xor.TRAIN_METHODS:

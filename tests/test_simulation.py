@@ -262,7 +262,7 @@ def test_repetitions_are_deterministic_and_independent_of_the_run_size(paper_run
     ({"k_values": (0, 5)}, "k_values must be an integer >= 2"),
     ({"noise_levels": (0.1, float("inf"))}, "noise_levels must be a finite number >= 0"),
     ({"sweep_sims": 5, "n_sims": 3}, "sweep_sims must be <= n_sims = 3"),
-    ({"srm_engine": "numpy"}, "srm_engine must be 'brainiak' or 'fast'"),
+    ({"srm_engine": "numpy"}, "srm_engine must be one of brainiak, fast, jax"),
 ])
 def test_config_rejects_bad_values(kwargs, match):
     with pytest.raises(ValueError, match=match):
