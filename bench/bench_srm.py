@@ -23,7 +23,9 @@ shared responses' RSMs on 1,000 samples.
 
 BLAS runs on one thread unless ``--threads`` says otherwise (OpenBLAS's SVD
 is much slower with two threads on a 2-core machine); JAX on the CPU is held
-to one thread too, so every engine gets the same core.
+to one thread too, so every engine gets the same core. The ``*-2t`` engines
+(``n_jobs=2``) raise the BLAS threads themselves (threadpoolctl) for their
+large products and run two subjects' M-steps at a time: they use both cores.
 """
 
 import argparse
@@ -43,6 +45,10 @@ ENGINES = {
     "numpy-f64-eigh": ("qmvpa", dict(dtype="float64", backend="numpy", polar="eigh")),
     "numpy-f32": ("qmvpa", dict(dtype="float32", backend="numpy")),
     "numpy-f32-svd": ("qmvpa", dict(dtype="float32", backend="numpy", polar="svd")),
+    # n_jobs=2: products on 2 BLAS threads, subjects' M-steps 2 at a time
+    # (polar "auto" -> "eigh" in float32), whatever --threads says.
+    "numpy-f32-2t": ("qmvpa", dict(dtype="float32", backend="numpy", n_jobs=2)),
+    "numpy-f64-2t": ("qmvpa", dict(dtype="float64", backend="numpy", n_jobs=2)),
     "jax-f32": ("qmvpa", dict(dtype="float32", backend="jax")),
     "jax-f32-ns": ("qmvpa", dict(dtype="float32", backend="jax", polar="newton-schulz")),
     "jax-f64": ("qmvpa", dict(dtype="float64", backend="jax")),

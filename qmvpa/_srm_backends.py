@@ -21,6 +21,7 @@ JAX is imported only inside the JAX functions.
 import contextlib
 import functools
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.linalg
@@ -128,6 +129,60 @@ def polar_eigh(a):
 NUMPY_POLAR = {"svd": polar_svd, "eigh": polar_eigh}
 
 
+def _blas_threads(n_threads):
+    """Context setting the BLAS libraries' thread count (no-op for ``None``).
+
+    Uses threadpoolctl when installed; without it, the environment's thread
+    count (e.g. ``OPENBLAS_NUM_THREADS``) stays in force.
+    """
+    if n_threads is None:
+        return contextlib.nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl is a requirement
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=int(n_threads), user_api="blas")
+
+
+class _Parallel:
+    """Runs the big products on ``n_jobs`` BLAS threads and the per-subject
+    polar steps ``n_jobs`` at a time (each on one BLAS thread).
+
+    ``n_jobs == 1`` runs everything in the caller's thread with the BLAS
+    settings untouched, i.e. exactly the sequential code. The per-subject
+    work only overlaps where its calls release the GIL: NumPy's ``linalg``
+    (the float64 SVD, ``eigh``) and BLAS products do; SciPy's LAPACK
+    wrappers (the float32 ``gesdd`` of :func:`polar_svd`) do not.
+    """
+
+    def __init__(self, n_jobs):
+        self.n_jobs = int(n_jobs)
+        self._pool = None
+
+    def __enter__(self):
+        if self.n_jobs > 1:
+            self._pool = ThreadPoolExecutor(self.n_jobs)
+        return self
+
+    def __exit__(self, *exc):
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+        return False
+
+    def blas(self):
+        """Context for the big products: all ``n_jobs`` BLAS threads."""
+        return _blas_threads(self.n_jobs if self.n_jobs > 1 else None)
+
+    def map(self, fn, items):
+        """``[fn(i) for i in items]``, ``n_jobs`` at a time on one BLAS thread each."""
+        items = list(items)
+        if self._pool is None:
+            return [fn(i) for i in items]
+        with _blas_threads(1):
+            return list(self._pool.map(fn, items))
+
+
 def _perturbed(a):
     """Copy of ``a`` with BrainIAK's 0.001 added to its (top square) diagonal."""
     a_pert = a.copy()
@@ -199,7 +254,7 @@ def _e_step_matrices(sigma_s, rho0, exact):
     return inv_sigma_s_rhos, response_map, log_det
 
 
-def fit_probabilistic_numpy(x, bounds, trace_xtx, w, n_iter, tol, polar):
+def fit_probabilistic_numpy(x, bounds, trace_xtx, w, n_iter, tol, polar, n_jobs=1):
     """EM for the probabilistic SRM on stacked, demeaned data.
 
     Parameters
@@ -217,6 +272,11 @@ def fit_probabilistic_numpy(x, bounds, trace_xtx, w, n_iter, tol, polar):
         Stop after the iteration whose log-likelihood changed by at most
         ``tol`` relative to the previous one.
     polar : {"svd", "eigh"}
+    n_jobs : int, default 1
+        1: everything sequential with the BLAS settings untouched. More: the
+        large products run on ``n_jobs`` BLAS threads and the subjects' M-step
+        (product ``X_i S^T``, polar step, noise variance) ``n_jobs`` at a
+        time in threads, each on one BLAS thread.
 
     Returns
     -------
@@ -237,47 +297,57 @@ def fit_probabilistic_numpy(x, bounds, trace_xtx, w, n_iter, tol, polar):
     w_scaled = np.empty((x.shape[0], features), dtype=dtype)   # W_i / rho_i^2, stacked
     objective = []
     iteration = 0
-    for iteration in range(n_iter):
-        logger.info("Iteration %d", iteration + 1)
+    with _Parallel(n_jobs) as parallel:
+        for iteration in range(n_iter):
+            logger.info("Iteration %d", iteration + 1)
 
-        # E-step: features x features algebra in float64.
-        rho0 = (1 / rho2).sum()
-        inv_sigma_s_rhos, response_map, log_det_sigma = _e_step_matrices(
-            sigma_s, rho0, exact=dtype == np.float64)
+            with parallel.blas():
+                # E-step: features x features algebra in float64.
+                rho0 = (1 / rho2).sum()
+                inv_sigma_s_rhos, response_map, log_det_sigma = _e_step_matrices(
+                    sigma_s, rho0, exact=dtype == np.float64)
 
-        for subject in range(subjects):
-            rows = slice(bounds[subject], bounds[subject + 1])
-            np.divide(w[subject], dtype.type(rho2[subject]), out=w_scaled[rows])
-        wt_invpsi_x = w_scaled.T.dot(x)                        # (k, T)
-        trace_xt_invsigma2_x = float(np.sum(trace_xtx / rho2))
-        log_det_psi = np.sum(np.log(rho2) * voxels)
-        shared_response = response_map.astype(dtype).dot(wt_invpsi_x)   # (k, T)
+                for subject in range(subjects):
+                    rows = slice(bounds[subject], bounds[subject + 1])
+                    np.divide(w[subject], dtype.type(rho2[subject]), out=w_scaled[rows])
+                wt_invpsi_x = w_scaled.T.dot(x)                        # (k, T)
+                trace_xt_invsigma2_x = float(np.sum(trace_xtx / rho2))
+                log_det_psi = np.sum(np.log(rho2) * voxels)
+                shared_response = response_map.astype(dtype).dot(wt_invpsi_x)   # (k, T)
 
-        # Log-likelihood of the parameters entering this iteration. Since
-        # response_map equals inv_sigma_s_rhos, tr(Y^T inv Y) = sum(Y * S).
-        loglike = (-0.5 * samples * (log_det_sigma + log_det_psi)
-                   - 0.5 * trace_xt_invsigma2_x
-                   + 0.5 * _sum_products(wt_invpsi_x, shared_response))
-        objective.append(float(loglike))
-        logger.info("Objective function %f", loglike)
+                # Log-likelihood of the parameters entering this iteration. Since
+                # response_map equals inv_sigma_s_rhos, tr(Y^T inv Y) = sum(Y * S).
+                loglike = (-0.5 * samples * (log_det_sigma + log_det_psi)
+                           - 0.5 * trace_xt_invsigma2_x
+                           + 0.5 * _sum_products(wt_invpsi_x, shared_response))
+                objective.append(float(loglike))
+                logger.info("Objective function %f", loglike)
 
-        # M-step
-        sigma_s = (inv_sigma_s_rhos
-                   + shared_response.dot(shared_response.T).astype(np.float64)
-                   / samples)
-        trace_sigma_s = samples * np.trace(sigma_s)
+                # M-step
+                sigma_s = (inv_sigma_s_rhos
+                           + shared_response.dot(shared_response.T).astype(np.float64)
+                           / samples)
+                trace_sigma_s = samples * np.trace(sigma_s)
 
-        a_all = x.dot(shared_response.T)                       # (sum units, k)
-        for subject in range(subjects):
-            a_subject = a_all[bounds[subject]:bounds[subject + 1]]
-            w[subject] = polar_fn(_perturbed(a_subject))
-            rho2[subject] = (trace_xtx[subject]
-                             - 2 * _sum_products(w[subject], a_subject)
-                             + trace_sigma_s) / (samples * voxels[subject])
+            if parallel.n_jobs == 1:
+                a_all = x.dot(shared_response.T)                   # (sum units, k)
 
-        if _converged(objective, tol):
-            logger.info("Converged after %d iterations (tol=%g)", iteration + 1, tol)
-            break
+            def m_step(subject):
+                rows = slice(bounds[subject], bounds[subject + 1])
+                if parallel.n_jobs == 1:
+                    a_subject = a_all[rows]
+                else:
+                    a_subject = x[rows].dot(shared_response.T)     # (units_i, k)
+                w[subject] = polar_fn(_perturbed(a_subject))
+                rho2[subject] = (trace_xtx[subject]
+                                 - 2 * _sum_products(w[subject], a_subject)
+                                 + trace_sigma_s) / (samples * voxels[subject])
+
+            parallel.map(m_step, range(subjects))
+
+            if _converged(objective, tol):
+                logger.info("Converged after %d iterations (tol=%g)", iteration + 1, tol)
+                break
     n_done = iteration + 1 if n_iter > 0 else 0
     return dict(sigma_s=sigma_s, w=w, rho2=rho2, s=shared_response,
                 objective=objective, n_iter=n_done)
@@ -304,7 +374,7 @@ def deterministic_objective(sq_norms, shared_response, subjects, samples):
     return 0.5 * (float(np.sum(sq_norms)) - subjects * s_norm2) / samples
 
 
-def fit_deterministic_numpy(x, bounds, sq_norms, w, n_iter, tol, polar):
+def fit_deterministic_numpy(x, bounds, sq_norms, w, n_iter, tol, polar, n_jobs=1):
     """Block coordinate descent for the deterministic SRM on stacked data.
 
     Parameters
@@ -318,6 +388,8 @@ def fit_deterministic_numpy(x, bounds, sq_norms, w, n_iter, tol, polar):
     n_iter : int
     tol : float or None
     polar : {"svd", "eigh"}
+    n_jobs : int, default 1
+        As in :func:`fit_probabilistic_numpy`.
 
     Returns
     -------
@@ -333,23 +405,34 @@ def fit_deterministic_numpy(x, bounds, sq_norms, w, n_iter, tol, polar):
     def shared_from(w_stacked):
         return w_stacked.T.dot(x) / x.dtype.type(subjects)     # (k, T)
 
-    shared_response = shared_from(w_stacked)
-    objective = [deterministic_objective(sq_norms, shared_response, subjects, samples)]
-    logger.info("Objective function %f", objective[-1])
     iteration = 0
-    for iteration in range(n_iter):
-        logger.info("Iteration %d", iteration + 1)
-        a_all = x.dot(shared_response.T)                       # (sum units, k)
-        for subject in range(subjects):
-            rows = slice(bounds[subject], bounds[subject + 1])
-            w_stacked[rows] = polar_fn(_perturbed(a_all[rows]))
-        shared_response = shared_from(w_stacked)
-        objective.append(deterministic_objective(sq_norms, shared_response,
-                                                 subjects, samples))
+    with _Parallel(n_jobs) as parallel:
+        with parallel.blas():
+            shared_response = shared_from(w_stacked)
+        objective = [deterministic_objective(sq_norms, shared_response, subjects, samples)]
         logger.info("Objective function %f", objective[-1])
-        if _converged(objective, tol):
-            logger.info("Converged after %d iterations (tol=%g)", iteration + 1, tol)
-            break
+        for iteration in range(n_iter):
+            logger.info("Iteration %d", iteration + 1)
+            if parallel.n_jobs == 1:
+                a_all = x.dot(shared_response.T)                   # (sum units, k)
+
+            def m_step(subject):
+                rows = slice(bounds[subject], bounds[subject + 1])
+                if parallel.n_jobs == 1:
+                    a_subject = a_all[rows]
+                else:
+                    a_subject = x[rows].dot(shared_response.T)
+                w_stacked[rows] = polar_fn(_perturbed(a_subject))
+
+            parallel.map(m_step, range(subjects))
+            with parallel.blas():
+                shared_response = shared_from(w_stacked)
+            objective.append(deterministic_objective(sq_norms, shared_response,
+                                                     subjects, samples))
+            logger.info("Objective function %f", objective[-1])
+            if _converged(objective, tol):
+                logger.info("Converged after %d iterations (tol=%g)", iteration + 1, tol)
+                break
     n_done = iteration + 1 if n_iter > 0 else 0
     w = [w_stacked[bounds[i]:bounds[i + 1]].copy() for i in range(subjects)]
     return dict(w=w, s=shared_response, objective=objective, n_iter=n_done)

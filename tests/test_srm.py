@@ -295,6 +295,91 @@ def test_fast_engines_match_float64(cls, engine, network_fit_data):
 
 
 # ---------------------------------------------------------------------------
+# n_jobs > 1 (threads for the big products and the per-subject M-steps)
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("subjects, units, samples, features", SHAPES)
+def test_n_jobs_float64_matches_brainiak(subjects, units, samples, features):
+    """float64 with threads keeps BrainIAK's SVD polar step and its numbers to 1e-8."""
+    data = shared_plus_noise(3, subjects, units, samples)
+    for ours_cls, ref_cls in [(srm.SRM, brainiak_srm.SRM), (srm.DetSRM, brainiak_srm.DetSRM)]:
+        ref = ref_cls(n_iter=10, features=features, rand_seed=3).fit(data)
+        ours = ours_cls(n_iter=10, features=features, rand_seed=3, n_jobs=2).fit(data)
+        assert ours.polar_ == "svd"
+        assert max_rel(ours.w_, ref.w_) < RTOL_BRAINIAK
+        assert max_rel(ours.s_, ref.s_) < RTOL_BRAINIAK
+        if ours_cls is srm.SRM:
+            assert max_rel(ours.sigma_s_, ref.sigma_s_) < RTOL_BRAINIAK
+            assert max_rel(ours.rho2_, ref.rho2_) < RTOL_BRAINIAK
+            assert max_rel(ours.mu_, ref.mu_) < RTOL_BRAINIAK
+
+
+def test_n_jobs_float64_on_network_like_data():
+    data = network_like(3, subjects=5, units=60, samples=150)
+    ref = brainiak_srm.SRM(n_iter=10, features=60).fit(data)
+    ours = srm.SRM(n_iter=10, features=60, n_jobs=2).fit(data)
+    assert max_rel(ours.w_, ref.w_) < RTOL_BRAINIAK
+    assert max_rel(ours.s_, ref.s_) < RTOL_BRAINIAK
+    assert max_rel(ours.rho2_, ref.rho2_) < RTOL_BRAINIAK
+
+
+@pytest.mark.parametrize("cls", [srm.SRM, srm.DetSRM])
+@pytest.mark.parametrize("engine, polar", [
+    pytest.param(dict(dtype=np.float32, n_jobs=2), "eigh", id="f32-auto-2jobs"),
+    pytest.param(dict(dtype=np.float32, polar="svd", n_jobs=2), "svd", id="f32-svd-2jobs"),
+    pytest.param(dict(dtype=np.float32, n_jobs=-1), None, id="f32-all-cpus"),
+    pytest.param(dict(dtype=np.float64, polar="eigh", n_jobs=2), "eigh", id="f64-eigh-2jobs"),
+])
+def test_n_jobs_fast_engines_match_float64(cls, engine, polar, network_fit_data):
+    fit, heldout = network_fit_data
+    reference = cls(n_iter=10, features=80).fit(fit)
+    fast = cls(n_iter=10, features=80, **engine).fit(fit)
+    if polar is not None:
+        assert fast.polar_ == polar
+    assert fast.w_[0].dtype == np.dtype(engine["dtype"])
+    np.testing.assert_allclose(fast.objective_, reference.objective_,
+                               rtol=RTOL_OBJECTIVE_F32)
+    np.testing.assert_allclose(variance_explained(fast, fit),
+                               variance_explained(reference, fit), atol=ATOL_DOWNSTREAM_F32)
+    assert shared_irsm_vs_wrsm(fast, heldout) == pytest.approx(
+        shared_irsm_vs_wrsm(reference, heldout), abs=ATOL_DOWNSTREAM_F32)
+    atol = ATOL_ORTHONORMAL_F32 if engine["dtype"] == np.float32 else ATOL_ORTHONORMAL_F64
+    assert_orthonormal(fast.w_, atol)
+
+
+def test_n_jobs_one_is_the_sequential_engine():
+    """n_jobs=1 (the default) and None are the same code path: identical bits."""
+    data = network_like(4, subjects=4, units=30, samples=60)
+    for dtype in (np.float64, np.float32):
+        a = srm.SRM(n_iter=5, features=20, dtype=dtype).fit(data)
+        b = srm.SRM(n_iter=5, features=20, dtype=dtype, n_jobs=None).fit(data)
+        assert a.polar_ == b.polar_ == "svd"
+        for wa, wb in zip(a.w_, b.w_):
+            np.testing.assert_array_equal(wa, wb)
+        np.testing.assert_array_equal(a.s_, b.s_)
+
+
+def test_n_jobs_restores_blas_threads():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def threads():
+        return [(i["filepath"], i["num_threads"])
+                for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+
+    before = threads()
+    srm.SRM(n_iter=2, features=5, dtype=np.float32, n_jobs=2).fit(
+        shared_plus_noise(0, 3, 20, 40))
+    assert threads() == before
+
+
+def test_n_jobs_bad_data_names_the_subject():
+    data = shared_plus_noise(0, 4, 10, 30)
+    data[2][1, 3] = np.nan
+    with pytest.raises(ValueError, match=r"X\[2\] \(subject 2\) contains NaN"):
+        srm.SRM(n_iter=1, features=3, n_jobs=2).fit(data)
+
+
+# ---------------------------------------------------------------------------
 # JAX backend (on the CPU here)
 # ---------------------------------------------------------------------------
 
@@ -528,6 +613,10 @@ def test_bad_fit_data(cls):
                                    r"backend='numpy'; got 'qr'"),
     (dict(polar="newton-schulz"), ValueError, r"polar must be 'auto' or one of"),
     (dict(precision="low"), ValueError, r"precision must be one of"),
+    (dict(n_jobs=0), ValueError, r"n_jobs must be None, -1 or an integer >= 1; got 0"),
+    (dict(n_jobs=-2), ValueError, r"n_jobs must be None, -1 or an integer >= 1; got -2"),
+    (dict(n_jobs=1.5), ValueError, r"n_jobs must be None, -1 or an integer >= 1; got 1.5"),
+    (dict(n_jobs=True), ValueError, r"n_jobs must be None, -1 or an integer >= 1; got True"),
 ])
 def test_bad_parameters(kwargs, error, message):
     data = shared_plus_noise(0, 2, 6, 10)
