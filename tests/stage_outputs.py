@@ -1,4 +1,4 @@
-"""Helpers for the Dask, fault and status tests: compare stage outputs, copy roots, kill runs.
+"""Helpers for the stage tests: synthetic stage-2 roots, compare stage outputs, copy roots, kill runs.
 
 "Identical" means: stage 1 weights equal as arrays (HDF5 files carry timestamps)
 and history.csv equal except its wall-clock ``seconds`` column; stage 2 and 3
@@ -20,11 +20,54 @@ import numpy as np
 import pandas as pd
 
 from conftest import PYTHON, ROOT
+from scipy.stats import ortho_group
+
+import config
 from nnsrm import atomic
 from nnsrm.paths import ResultsLayout
+from nnsrm.provenance import write_config_json
 from nnsrm.status import condition_status
 
 DATA, MODEL = "digits", "conv"
+
+
+def write_synthetic_stage2(root, data: str, model: str, layers: dict, n_subjects: int, n_epochs: int,
+                           n_images: int, n_classes: int, seed: int = 0, depth_gain: float = 0.0,
+                           pattern_noise: float = 1.0, epoch_noise: float = 1.0) -> ResultsLayout:
+    """Write what stages 1–2 leave behind for one condition, without training; return its layout.
+
+    config.json, layers.json, test_labels.npy and, per subject × logged epoch,
+    float32 activations (images × units) with a completion marker. Epoch 0's
+    networks are unrelated random features; at epoch e > 0 a network is a random
+    rotation of one pattern per layer, ``(1 + depth_gain * depth) * classes +
+    pattern_noise * noise``, plus ``epoch_noise / e`` noise, so alignment improves
+    with training (and class structure with depth if ``depth_gain > 0``).
+    """
+    layout = ResultsLayout(root, data, model)
+    cfg = config.get_config(data, model, n_subjects=n_subjects, n_epochs=n_epochs)
+    write_config_json(layout.config_path, cfg.to_dict())
+    atomic.write_json(layout.layers_path, {"layers": list(layers), "units": dict(layers)})
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n_images) % n_classes
+    atomic.save_npy(layout.test_labels_path, labels.astype(np.int64))
+    pattern = {}
+    for depth, (name, u) in enumerate(layers.items()):
+        classes = rng.standard_normal((u, n_classes))[:, labels]  # (u, n_images)
+        pattern[name] = (1 + depth_gain * depth) * classes + pattern_noise * rng.standard_normal((u, n_images))
+    for s in range(n_subjects):
+        rot = {name: ortho_group.rvs(u, random_state=int(rng.integers(2**31))) for name, u in layers.items()}
+        for e in cfg.logged_epochs:
+            files = []
+            for name, u in layers.items():
+                if e == 0:  # untrained: unrelated random features
+                    X = rng.standard_normal((u, n_images))
+                else:
+                    X = rot[name] @ pattern[name] + (epoch_noise / e) * rng.standard_normal((u, n_images))
+                path = layout.activation_path(s, e, name)
+                atomic.save_npy(path, X.T.astype(np.float32))  # on disk: images × units
+                files.append(path)
+            atomic.write_marker(layout.activations_dir(s, e), files, subject=s, epoch=e)
+    return layout
 
 
 def layout(root) -> ResultsLayout:

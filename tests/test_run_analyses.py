@@ -13,14 +13,12 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import ortho_group
 
-import config
 import run_analyses
 from conftest import run_script
+from stage_outputs import write_synthetic_stage2
 from nnsrm import analysis, atomic, cli
 from nnsrm.paths import ResultsLayout
-from nnsrm.provenance import write_config_json
 from nnsrm.runner import run_jobs
 
 DATA, MODEL = "digits", "conv"
@@ -31,31 +29,9 @@ N_IMAGES, N_CLASSES = 120, 4
 
 def make_root(root, n_subjects=3, epochs=EPOCHS, layers=LAYERS, n_images=N_IMAGES, seed=0):
     """Write a synthetic stage-2 results root; return its layout."""
-    layout = ResultsLayout(root, DATA, MODEL)
-    cfg = config.get_config(DATA, MODEL, n_subjects=n_subjects, n_epochs=max(epochs))
-    assert cfg.logged_epochs == tuple(epochs)
-    write_config_json(layout.config_path, cfg.to_dict())
-    atomic.write_json(layout.layers_path, {"layers": list(layers), "units": dict(layers)})
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n_images) % N_CLASSES
-    atomic.save_npy(layout.test_labels_path, labels.astype(np.int64))
-    shared = {}
-    for name, u in layers.items():
-        A = rng.standard_normal((u, N_CLASSES))[:, labels] + 0.8 * rng.standard_normal((u, n_images))
-        shared[name] = A  # (units, images)
-    for s in range(n_subjects):
-        rot = {name: ortho_group.rvs(u, random_state=int(rng.integers(2**31))) for name, u in layers.items()}
-        for e in epochs:
-            files = []
-            for name, u in layers.items():
-                if e == 0:  # untrained: unrelated random features
-                    X = rng.standard_normal((u, n_images))
-                else:
-                    X = rot[name] @ shared[name] + (1.0 / e) * rng.standard_normal((u, n_images))
-                path = layout.activation_path(s, e, name)
-                atomic.save_npy(path, X.T.astype(np.float32))  # on disk: images × units
-                files.append(path)
-            atomic.write_marker(layout.activations_dir(s, e), files, subject=s, epoch=e)
+    layout = write_synthetic_stage2(root, DATA, MODEL, layers, n_subjects, max(epochs), n_images, N_CLASSES,
+                                    seed=seed, pattern_noise=0.8, epoch_noise=1.0)
+    assert json.loads(layout.config_path.read_text())["config"]["logged_epochs"] == list(epochs)
     return layout
 
 
