@@ -3,65 +3,12 @@
     python save_acts_cifar.py                          # offline default: digits × conv
     python save_acts_cifar.py --data cifar10 --model conv --data-dir ~/datasets
 
-Reads the weights of stage 1 (and the configuration it saved), writes
-ROOT/<data>/<model>/subj<NN>/epoch_<EEE>/activations/<layer>.npy (float32,
-images × units, at most max_units units per layer, the kept unit indices in
-<layer>.units.npy), layers.json and test_labels.npy. Resumable: complete
-subject × epoch folders are skipped.
+The same as ``nnsrm extract``; the code is in nnsrm/commands/extract.py (--help lists the options).
 """
 
-from __future__ import annotations
-
-import os
 import sys
 
-os.environ.setdefault("KERAS_BACKEND", "jax")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import config  # noqa: E402
-from nnsrm import cli  # noqa: E402
-from nnsrm.paths import ResultsLayout  # noqa: E402
-
-
-def build_parser():
-    parser = cli.OneLineArgumentParser(prog="save_acts_cifar.py", description=__doc__.split("\n\n")[0])
-    cli.add_condition_args(parser, config.DATASETS, config.MODELS)
-    parser.add_argument("--data-dir", default=None,
-                        help="folder with the official archive, as for train_cifar.py")
-    parser.add_argument("--max-units", type=cli.positive_int, default=None,
-                        help="unit cap per layer (default: the config's, 1000)")
-    parser.add_argument("--batch-size", type=cli.positive_int, default=None, dest="extract_batch_size",
-                        help="images per forward pass (default: the config's, 500)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    cli.add_engine_args(parser)
-    return parser
-
-
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    cli.setup_logging()
-    root = cli.check_root(args.root)
-    cli.check_engine(args)
-    layout = ResultsLayout(root, args.data, args.model)
-
-    from nnsrm.run_config import load_trained_config
-
-    cfg = load_trained_config(layout, max_units=args.max_units,
-                              extract_batch_size=args.extract_batch_size)
-    from nnsrm.extract import extract_activations, write_condition_metadata
-    from nnsrm.runner import Job, run_jobs
-
-    names = write_condition_metadata(cfg, root, args.data_dir)
-    jobs = [Job(f"activations subj{s:02d} epoch {e:03d}", extract_activations,
-                dict(cfg=cfg, root=str(root), subject=s, epoch=e, data_dir=args.data_dir,
-                     overwrite=args.overwrite))
-            for s in cfg.subjects for e in cfg.logged_epochs]
-    run_jobs(jobs, scheduler=args.scheduler, workers=args.workers,
-             desc=f"stage 2: activations {cfg.data}×{cfg.model}", progress=not args.no_progress)
-    print(f"stage 2 done: {len(jobs)} subject×epoch folders, layers {', '.join(names)}, "
-          f"under {layout.condition_dir}")
-    return 0
-
+from nnsrm.commands import run_command
 
 if __name__ == "__main__":
-    sys.exit(cli.run_main(main, prog="save_acts_cifar.py"))
+    sys.exit(run_command("extract", prog="save_acts_cifar.py"))

@@ -3,14 +3,12 @@
     python status.py                                   # every condition under results/
     python status.py --root results --data digits --model conv --verify
 
-See nnsrm/status.py for what the states mean. Reads only; exit status 0 (with
---check: 1 if any job is not complete), 2 for a bad argument.
+The same as ``nnsrm status``; the code is in nnsrm/status.py (--help lists the options).
 """
 
 import sys
 
-from nnsrm import cli
-from nnsrm.status import main
+from nnsrm.commands import run_command
 
 if __name__ == "__main__":
-    sys.exit(cli.run_main(main, prog="status.py"))
+    sys.exit(run_command("status", prog="status.py"))

@@ -288,7 +288,6 @@ def print_table(rows, reference_name):
 def main(argv=None):
     args = parse_args(argv)
     set_threads(args.threads)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     info = machine_info(args.engines)
     print("# SRM benchmark")
     print("command: " + " ".join([Path(sys.executable).name] + sys.argv))

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
@@ -28,7 +27,7 @@ def throughput(model_name: str, batch_size: int, steps: int, augment: bool) -> f
     """Images per second of ``model.fit`` on random CIFAR-shaped data, after a warm-up."""
     import keras
 
-    import models
+    from nnsrm import models
 
     model = models.build_model(model_name, (32, 32, 3), 10, seed=0, augment=augment)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")

@@ -8,19 +8,19 @@ status 2. Nothing is written before the arguments are validated.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
 
-class UsageError(Exception):
-    """A problem the user can fix on the command line or on disk (exit status 2)."""
+from nnsrm import console
+from nnsrm.errors import INPUT_ERRORS, UsageError
+from nnsrm.jobs import JobsFailed
 
-
-# Exceptions that mean "bad input", reported as one line with exit status 2.
-INPUT_ERRORS = (UsageError, ValueError, FileNotFoundError, NotADirectoryError, FileExistsError)
+__all__ = ["UsageError", "OneLineArgumentParser", "positive_int", "non_negative_int", "non_negative_float",
+           "fraction", "add_condition_args", "add_engine_args", "add_verbosity_args", "check_engine", "check_root",
+           "prepare_environment", "setup_logging", "run_main"]
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):
@@ -121,23 +121,48 @@ def check_root(root: Path) -> Path:
     return root
 
 
-def setup_logging(verbose: bool = False) -> None:
-    """Plain logging to stderr for the command lines."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+def add_verbosity_args(parser: argparse.ArgumentParser) -> None:
+    """``-v`` (details on the console; ``-vv`` also the libraries' debug output) and ``--no-progress``."""
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="show details on the console (-vv: also debug output); they always go to ROOT/logs/")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def prepare_environment(blas_threads: int | None = None) -> None:
+    """Defaults a command sets before Keras, JAX or NumPy load (values the user set are kept).
+
+    JAX is Keras' backend unless ``KERAS_BACKEND`` says otherwise (with
+    TensorFlow installed Keras would pick it); TensorFlow's C++ start-up chatter
+    is off; matplotlib draws off-screen. ``blas_threads`` caps OpenBLAS: its SVD
+    is several times slower with two threads than with one on small machines.
+    """
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    if blas_threads is not None:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", str(blas_threads))
+
+
+def setup_logging(verbose: int = 0, prog: str | None = None) -> None:
+    """A quiet console (warnings only; ``verbose`` adds details) and records kept for the log file.
+
+    See :mod:`nnsrm.console`; the command opens ``ROOT/logs/`` with
+    :func:`nnsrm.console.start_log_file` once its input is validated.
+    """
+    console.setup(int(verbose), prog=prog)
 
 
 def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None,
              prog: str | None = None) -> int:
     """Run a script's ``main`` and turn input errors into one stderr line with exit status 2."""
-    from nnsrm.runner import JobsFailed
-
     prog = prog or Path(sys.argv[0]).name
     try:
         return int(main(argv) or 0)
     except JobsFailed as err:
         # One line per failed job; the other jobs' outputs are kept.
-        print(f"{prog}: error: {err}", file=sys.stderr)
+        where = console.log_file()
+        hint = f"\n  (tracebacks in {where})" if where and not err.all_input_errors else ""
+        print(f"{prog}: error: {err}{hint}", file=sys.stderr)
         return 2 if err.all_input_errors else 1
     except INPUT_ERRORS as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__

@@ -10,7 +10,7 @@ shows which job is where.
 
 What happens on failure:
 
-- A job that raises a *user* error (``nnsrm.cli.INPUT_ERRORS``: a missing
+- A job that raises a *user* error (``nnsrm.errors.INPUT_ERRORS``: a missing
   file, bad data) fails at once; it would fail the same way again.
 - A job that raises anything else is resubmitted up to ``retries`` times
   (transient trouble: a full disk that was cleaned, a flaky network file system).
@@ -22,10 +22,12 @@ Every job writes its outputs atomically and marks them complete, so a job
 that runs again (after a death, or twice) does no harm. Failed jobs end up in
 the :class:`~nnsrm.runner.RunReport`; every other job's output is kept.
 
-The workers must see the same files as this process (the results root, and the
-repository, which each task puts on its worker's ``sys.path``), as on a
-cluster's shared file system; the scheduler needs neither. Dask itself is
-imported only inside the functions that use it.
+The workers must see the same files as this process (the results root), as on
+a cluster's shared file system, and import the same installed ``nnsrm``
+(jobs are plain functions of the package, shipped by reference); as Dask
+itself recommends, the scheduler, the workers and this process share one
+software environment. Dask itself is imported only inside the functions that
+use it.
 """
 
 from __future__ import annotations
@@ -40,14 +42,12 @@ import uuid
 from pathlib import Path
 from typing import Sequence
 
-from tqdm.auto import tqdm
-
-from nnsrm.cli import INPUT_ERRORS, UsageError
-from nnsrm.runner import Job, JobFailure, RunReport, _failure
+from nnsrm import console
+from nnsrm.errors import INPUT_ERRORS, UsageError
+from nnsrm.jobs import Job, JobFailure, RunReport, job_failure
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]  # holds config.py, models.py, nnsrm/
 DEFAULT_PORT = 8786  # `dask scheduler`'s
 CONNECT_TIMEOUT_S = 20
 
@@ -116,66 +116,43 @@ def check_scheduler(address: str, timeout: float = 5.0) -> None:
 def _worker_env() -> dict:
     """Environment the workers should have, as this process does (Keras backend, quiet TensorFlow)."""
     env = {"KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "jax")}
-    for name in ("TF_CPP_MIN_LOG_LEVEL", "OPENBLAS_NUM_THREADS", "JAX_PLATFORMS", "NNSRM_JAX_CACHE"):
+    for name in ("TF_CPP_MIN_LOG_LEVEL", "OPENBLAS_NUM_THREADS", "JAX_PLATFORMS", "NNSRM_JAX_CACHE", "MPLBACKEND"):
         if name in os.environ:
             env[name] = os.environ[name]
     return env
 
 
-def _job_runner(repo_root: str, env: dict):
-    """The function every Dask task calls: ``runner(payload)`` runs the pickled job ``payload``.
+def _apply_env(env: dict) -> None:
+    """Set ``env`` on this worker where it has no value of its own (before any job imports Keras)."""
+    for name, value in env.items():
+        os.environ.setdefault(name, value)
 
-    Before it unpickles the job it puts ``repo_root`` on the worker's
-    ``sys.path`` (``config``, ``models`` and ``nnsrm`` live there) and sets
-    ``env`` where the worker has no value of its own (before any job imports
-    Keras), so a plain ``dask worker`` started anywhere on a shared file system
-    can run our jobs.
 
-    Why a nested function and a pickled payload: cloudpickle ships a nested
-    function by value, and the Dask scheduler, which unpickles every task it
-    receives, then needs neither our code nor our classes on its own path.
+def _private_sizeof_rng() -> None:
+    """Give ``dask.sizeof`` a random generator of its own on this worker.
+
+    A Dask worker sizes every message it sends (heartbeats, twice a second)
+    with ``dask.sizeof``, which samples long lists with the *global* Python
+    RNG, from the worker's event-loop thread. A job that seeds that RNG and then
+    draws from it would draw other numbers than in-process. Every initialiser
+    and dropout layer of our models has an explicit seed, so this is a second
+    line of defence.
     """
+    import random
 
-    def _private_sizeof_rng():
-        # A Dask worker sizes every message it sends (heartbeats, twice a second)
-        # with dask.sizeof, which samples long lists with the *global* Python
-        # RNG, from the worker's event-loop thread. A job that seeds that RNG
-        # (keras.utils.set_random_seed) and then draws from it (Keras
-        # initialisers and Dropout without an explicit seed) would draw other
-        # numbers than in-process, so the same seed gave other networks on
-        # Dask. Give dask.sizeof an RNG of its own. (The lasting fix: every
-        # initialiser and Dropout in models.py gets an explicit seed.)
-        import random
+    import dask.sizeof
 
-        import dask.sizeof
-
-        if getattr(dask.sizeof, "random", None) is random:
-            dask.sizeof.random = random.Random(0)
-
-    def run_nnsrm_job(payload):
-        import importlib
-        import os
-        import sys
-
-        for name, value in env.items():
-            os.environ.setdefault(name, value)
-        if os.path.isdir(repo_root) and repo_root not in sys.path:
-            sys.path.insert(0, repo_root)
-        _private_sizeof_rng()
-        if payload is None:  # a probe: can this worker run our jobs?
-            return importlib.import_module("nnsrm.dask_engine").worker_facts()
-        import cloudpickle
-
-        job = cloudpickle.loads(payload)
-        return importlib.import_module("nnsrm.dask_engine").call_job(job)
-
-    return run_nnsrm_job
+    if getattr(dask.sizeof, "random", None) is random:
+        dask.sizeof.random = random.Random(0)
 
 
-def worker_facts() -> dict:
-    """Runs on a worker: what we need to know about it (process id, host, Keras backend)."""
-    return {"pid": os.getpid(), "host": socket.gethostname(),
-            "keras_backend": os.environ.get("KERAS_BACKEND"), "python": sys.version.split()[0]}
+def worker_facts(env: dict | None = None) -> dict:
+    """Runs on a worker: what we need to know about it (process id, host, Keras backend, nnsrm)."""
+    import nnsrm
+
+    _apply_env(env or {})
+    return {"pid": os.getpid(), "host": socket.gethostname(), "keras_backend": os.environ.get("KERAS_BACKEND"),
+            "python": sys.version.split()[0], "nnsrm": getattr(nnsrm, "__version__", None)}
 
 
 @contextlib.contextmanager
@@ -239,26 +216,28 @@ def task_key(name: str) -> str:
     return f"{slug}-{uuid.uuid4().hex}"
 
 
-def call_job(job: Job):
+def call_job(job: Job, env: dict | None = None):
     """Runs on a worker: ``("ok", value)``, or ``("failed", JobFailure)`` for a user error.
 
     User errors (``INPUT_ERRORS``) come back as values, so Dask does not retry a
     job that would fail the same way again; any other exception is raised, and
-    Dask retries it.
+    Dask retries it. ``env`` is set where the worker has no value of its own.
     """
+    _apply_env(env or {})
+    _private_sizeof_rng()
     try:
         return "ok", job()
     except INPUT_ERRORS as err:
-        return "failed", _failure(job.name, err)
+        return "failed", job_failure(job.name, err)
 
 
-def _describe_workers(client, runner) -> str:
+def _describe_workers(client, env: dict) -> str:
     """Check that the workers can run our jobs; one line about them for the log."""
     try:
-        facts = client.run(runner, None)
+        facts = client.run(worker_facts, env)
     except ImportError as err:
-        raise UsageError(f"the Dask workers cannot import the nnsrm code ({err}); they need the repository "
-                         f"at {REPO_ROOT} on a shared file system, or PYTHONPATH set to its copy") from None
+        raise UsageError(f"the Dask workers cannot import nnsrm ({err}); install it in the workers' "
+                         f"environment (pip install nnsrm, or pip install -e on a shared file system)") from None
     if not facts:
         log.warning("the Dask scheduler has no workers yet; the jobs start when workers join")
         return "no workers yet"
@@ -303,7 +282,6 @@ def run_jobs_dask(jobs: Sequence[Job], scheduler: str | None = None, workers: in
     UsageError
         If the scheduler cannot be reached or its workers cannot import our code.
     """
-    import cloudpickle
     from distributed import as_completed
 
     jobs = list(jobs)
@@ -315,17 +293,16 @@ def run_jobs_dask(jobs: Sequence[Job], scheduler: str | None = None, workers: in
         return report
     results, failures = {}, {}
     with dask_client(scheduler, workers) as client:
-        runner = _job_runner(str(REPO_ROOT), _worker_env())
-        log.info("%s: %d jobs on Dask (%s, scheduler %s)", desc, len(jobs), _describe_workers(client, runner),
+        env = _worker_env()
+        log.info("%s: %d jobs on Dask (%s, scheduler %s)", desc, len(jobs), _describe_workers(client, env),
                  client.scheduler.address)
         futures = {}
         for job in jobs:
-            fut = client.submit(runner, cloudpickle.dumps(job), key=task_key(job.name), pure=False,
-                                retries=retries)
+            fut = client.submit(call_job, job, env, key=task_key(job.name), pure=False, retries=retries)
             futures[fut] = job.name
         try:
-            for fut in tqdm(as_completed(futures, loop=client.loop), total=len(futures), desc=desc, unit="job",
-                            disable=not progress):
+            for fut in console.progress(as_completed(futures, loop=client.loop), total=len(futures), desc=desc,
+                                        unit="job", enabled=progress):
                 name = futures[fut]
                 if fut.status == "finished":
                     kind, value = fut.result()
@@ -335,7 +312,7 @@ def run_jobs_dask(jobs: Sequence[Job], scheduler: str | None = None, workers: in
                         failures[name] = value
                 elif fut.status == "error":
                     err = fut.exception()
-                    failures[name] = _failure(name, err.with_traceback(fut.traceback()))
+                    failures[name] = job_failure(name, err.with_traceback(fut.traceback()))
                 else:  # cancelled: the scheduler went away or forgot the task
                     failures[name] = JobFailure(name=name, error=f"Dask task {fut.key} was {fut.status} "
                                                 "(scheduler lost?); rerun to resume", is_input_error=False)

@@ -30,7 +30,7 @@ def unit_seed(cfg, subject: int, layer: str) -> int:
 
 def build_inference_model(cfg, input_shape, n_classes, subject: int):
     """The subject's network (untrained) and the names of its analysed layers, in depth order."""
-    from models import build_model, select_layers
+    from nnsrm.models import build_model, select_layers
 
     model = build_model(cfg.model, input_shape, n_classes, cfg.subject_seed(subject),
                         augment=cfg.augment, resnet_variant=cfg.resnet_variant)
@@ -68,7 +68,7 @@ def extract_activations(cfg, root: str | Path, subject: int, epoch: int, data_di
     FileNotFoundError
         If the weights of that subject and epoch do not exist (stage 1 not run).
     """
-    from models import layer_outputs_model
+    from nnsrm.models import layer_outputs_model
     from nnsrm.jax_cache import enable_compilation_cache
     from nnsrm.training import cached_dataset
     from qmvpa.preproc import subsample_units
@@ -113,7 +113,7 @@ def write_condition_metadata(cfg, root: str | Path, data_dir: str | None = None)
     ``layers.json`` holds the analysed layers in depth order and the number of
     units saved for each (after the unit cap).
     """
-    from models import layer_outputs_model
+    from nnsrm.models import layer_outputs_model
     from nnsrm.training import cached_dataset
 
     layout = ResultsLayout(root, cfg.data, cfg.model)

@@ -43,7 +43,7 @@ from nnsrm.paths import ResultsLayout
 
 log = logging.getLogger(__name__)
 
-RESULTS_NAME = "results.npz"  # stage 3's per-job file (nnsrm.analysis.RESULTS_NAME)
+RESULTS_NAME = "results.npz"  # stage 3's per-job file (nnsrm.summary.RESULTS_NAME)
 FORMATS = ("png", "pdf")
 OUTPUT_LAYER = "logits"  # the models' output layer (models.py, resnet.py)
 

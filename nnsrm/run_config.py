@@ -23,7 +23,7 @@ def load_trained_config(layout: ResultsLayout, **overrides):
     UsageError
         If stage 1 has not run for this condition under this root.
     """
-    import config
+    from nnsrm import config
 
     if not layout.config_path.exists():
         raise UsageError(f"no trained networks for {layout.data}×{layout.model} under {layout.root} "

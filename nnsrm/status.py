@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -171,7 +170,7 @@ def condition_status(layout: ResultsLayout, verify: bool = False) -> ConditionSt
 
 def find_conditions(root: Path) -> list:
     """``(data, model)`` of every condition folder under ``root`` (one with a config.json or subj folders)."""
-    import config
+    from nnsrm import config
 
     out = []
     for data in config.DATASETS:
@@ -211,7 +210,7 @@ def format_table(status: ConditionStatus, show_all: bool = False) -> str:
 
 
 def build_parser():
-    import config
+    from nnsrm import config
 
     parser = cli.OneLineArgumentParser(prog="status.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=Path("results"), help="results root (default: %(default)s)")
@@ -256,6 +255,3 @@ def main(argv: Sequence[str] | None = None) -> int:
               "to delete while no stage is running")
     return 1 if args.check and incomplete else 0
 
-
-if __name__ == "__main__":
-    sys.exit(cli.run_main(main, prog="status.py"))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -31,7 +32,7 @@ HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lea
 @functools.lru_cache(maxsize=2)
 def cached_dataset(name: str, data_dir: str | None):
     """Load a dataset once per process (jobs of one stage share it)."""
-    import data_loader
+    from nnsrm import data_loader
 
     return data_loader.load_dataset(name, data_dir)
 
@@ -91,7 +92,7 @@ def _callbacks(cfg, layout, subject, n_steps_per_epoch, progress):
             super().__init__()
             self.rows = []
             self.bar = tqdm(total=cfg.n_epochs, desc=f"train subj{subject:02d}", unit="epoch",
-                            leave=False, disable=not progress)
+                            leave=False, disable=not progress or not sys.stderr.isatty())
 
         def on_epoch_begin(self, epoch, logs=None):
             self.t0 = time.perf_counter()
@@ -136,7 +137,7 @@ def train_subject(cfg, root: str | Path, subject: int, data_dir: str | None = No
     """
     import keras
 
-    from models import build_model
+    from nnsrm.models import build_model
     from nnsrm.jax_cache import enable_compilation_cache
 
     layout = ResultsLayout(root, cfg.data, cfg.model)

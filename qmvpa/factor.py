@@ -1,9 +1,9 @@
-"""Shared Response Model alignment: fit, map into the shared space, variance explained, Procrustes.
+"""Shared Response Model alignment: fit, map into the shared space, variance explained.
 
 Activity matrices are **units × images** (see :mod:`qmvpa`). The Shared Response
 Model (Chen et al. 2015) finds for every network ``i`` an orthonormal map
 ``W_i`` (units_i × k) and one shared response ``S`` (k × images) with
-``X_i ≈ W_i S``. DESIGN.md section 6, steps 4–5.
+``X_i ≈ W_i S``; docs/analyses.md gives the formulas.
 
 The SRM implementation is chosen by name (``engine``), behind one function,
 :func:`fit_srm`:
@@ -28,10 +28,12 @@ import logging
 
 import numpy as np
 
+from qmvpa._validation import as_network_list, check_finite
+
 log = logging.getLogger(__name__)
 
 __all__ = ["ENGINES", "DEFAULT_ENGINE", "srm_class", "fit_srm", "transform", "variance_explained",
-           "procrustes_align", "check_n_components"]
+           "check_n_components"]
 
 #: SRM engines :func:`fit_srm` knows, by name.
 ENGINES = ("brainiak", "fast", "jax")
@@ -61,24 +63,6 @@ def srm_class(engine):
     raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
 
 
-def _check_subjects(Xs):
-    if isinstance(Xs, np.ndarray) and Xs.ndim == 3:
-        Xs = list(Xs)
-    if not isinstance(Xs, (list, tuple)):
-        raise ValueError(f"Xs must be a list of (n_units, n_images) arrays, one per network; "
-                         f"got {type(Xs).__name__}")
-    if len(Xs) < 2:
-        raise ValueError(f"SRM needs at least 2 networks (subjects), got {len(Xs)}")
-    Xs = [np.asarray(X) for X in Xs]
-    for i, X in enumerate(Xs):
-        if X.ndim != 2:
-            raise ValueError(f"Xs[{i}] must be 2-D (n_units, n_images), got shape {X.shape}")
-    n_images = [X.shape[1] for X in Xs]
-    if len(set(n_images)) > 1:
-        raise ValueError(f"every network must see the same images; image counts differ: {n_images}")
-    return Xs
-
-
 def check_n_components(n_components, n_units, n_images):
     """Validate (or default) the number of shared features ``k``.
 
@@ -86,7 +70,7 @@ def check_n_components(n_components, n_units, n_images):
     ----------
     n_components : int or None
         Requested ``k``; ``None`` means ``min(n_units)`` (an orthogonal map
-        that keeps the whole geometry, DESIGN.md 6.4).
+        that keeps the whole geometry, see docs/analyses.md).
     n_units : sequence of int
         Units of every network.
     n_images : int
@@ -119,7 +103,7 @@ def fit_srm(Xs, n_components=None, n_iter=10, random_state=0, engine=DEFAULT_ENG
         Activity of each network on the fit images (at least 2 networks).
     n_components : int, optional
         Number of shared features ``k``; default: the smallest network's unit
-        count (DESIGN.md 6.4). Must not exceed that, nor ``n_images``.
+        count (see docs/analyses.md). Must not exceed that, nor ``n_images``.
     n_iter : int, default 10
         EM / alternating iterations (BrainIAK's default).
     random_state : int, default 0
@@ -139,10 +123,8 @@ def fit_srm(Xs, n_components=None, n_iter=10, random_state=0, engine=DEFAULT_ENG
         Fewer than 2 networks, image counts that differ, non-finite values,
         a bad ``k`` or ``n_iter``, or an unknown or unavailable engine.
     """
-    Xs = _check_subjects(Xs)
-    for i, X in enumerate(Xs):
-        if not np.all(np.isfinite(X)):
-            raise ValueError(f"Xs[{i}] contains NaN or Inf values; SRM needs finite activity")
+    Xs = as_network_list(Xs, min_networks=2, what="SRM")
+    check_finite(Xs)
     if isinstance(n_iter, bool) or not isinstance(n_iter, (int, np.integer)) or n_iter < 1:
         raise ValueError(f"n_iter must be a positive integer, got {n_iter!r}")
     k = check_n_components(n_components, [X.shape[0] for X in Xs], Xs[0].shape[1])
@@ -189,7 +171,7 @@ def transform(model, Xs):
 
 
 def variance_explained(Xs, ws, S, mu=None):
-    """Share of each network's variance that the shared response reconstructs (DESIGN.md 6.5).
+    """Share of each network's variance that the shared response reconstructs (docs/analyses.md).
 
     ``1 - mean((W_i S + mu_i - X_i)**2) / var(X_i)``, per network, with ``var``
     the variance of all of ``X_i``'s entries and ``mu_i = 0`` unless given.
@@ -245,36 +227,3 @@ def variance_explained(Xs, ws, S, mu=None):
         var = X.var()
         out[i] = 1.0 - np.mean(np.square(resid)) / var if var > 0 else np.nan
     return out
-
-
-def procrustes_align(X_new, S):
-    """Orthonormal map of a new network onto a fitted shared space (orthogonal Procrustes).
-
-    Solves ``min_W ||X_new - W S||_F`` subject to ``WᵀW = I``: ``W = U Vᵀ`` for
-    the SVD ``X_new Sᵀ = U Σ Vᵀ``. This is BrainIAK's ``transform_subject``
-    without its small diagonal perturbation.
-
-    Parameters
-    ----------
-    X_new : array, shape (n_units, n_images)
-        The new network's activity on the images ``S`` was fitted on.
-    S : array, shape (k, n_images)
-        Shared response of the fitted model (``model.s_``).
-
-    Returns
-    -------
-    W : ndarray, shape (n_units, k)
-        Orthonormal columns; map new data with ``W.T @ X``.
-    """
-    X_new, S = np.asarray(X_new), np.asarray(S)
-    if X_new.ndim != 2 or S.ndim != 2:
-        raise ValueError(f"X_new (n_units, n_images) and S (k, n_images) must be 2-D, got "
-                         f"{X_new.shape} and {S.shape}")
-    if X_new.shape[1] != S.shape[1]:
-        raise ValueError(f"X_new has {X_new.shape[1]} images but S has {S.shape[1]}; pass the "
-                         f"new network's activity on the images the model was fitted on")
-    if X_new.shape[0] < S.shape[0]:
-        raise ValueError(f"X_new has {X_new.shape[0]} units, fewer than the k = {S.shape[0]} shared "
-                         f"features; an orthonormal map needs n_units >= k")
-    U, _, Vt = np.linalg.svd(X_new @ S.T, full_matrices=False)  # (n_units, k), (k,), (k, k)
-    return U @ Vt

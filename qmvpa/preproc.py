@@ -1,7 +1,7 @@
 """Preprocessing before alignment: the fit/held-out split, per-image z-scoring, unit subsampling.
 
 Activity matrices are **units × images** (see :mod:`qmvpa`). These functions
-implement DESIGN.md section 6, steps 1–3:
+implement the first steps of every analysis (docs/analyses.md):
 
 1. :func:`subsample_units` — keep at most ``max_units`` units, chosen at random
    with a seed, so a big layer costs no more than a 1,000-unit one;
@@ -102,7 +102,7 @@ def _class_rank(classes, class_order):
     return np.array([position[c] for c in classes.tolist()])
 
 
-def zscore_images(X, dtype=None):
+def zscore_images(X, dtype=None, unit_norm=False):
     """Z-score each image's activity vector across units.
 
     Parameters
@@ -111,6 +111,10 @@ def zscore_images(X, dtype=None):
         Activity of one network.
     dtype : numpy dtype, optional
         Output type; default: ``X``'s floating type (float64 for integers).
+    unit_norm : bool, default False
+        Scale each centred column to unit length instead of unit standard
+        deviation (the z-scores divided by ``sqrt(n_units)``), so that
+        ``A.T @ B`` of two such matrices is their column correlation matrix.
 
     Returns
     -------
@@ -134,7 +138,8 @@ def zscore_images(X, dtype=None):
         dtype = X.dtype if np.issubdtype(X.dtype, np.floating) else np.float64
     Z = np.array(X, dtype=dtype, copy=True)  # (n_units, n_images)
     Z -= Z.mean(axis=0, keepdims=True)
-    sd = np.sqrt(np.mean(np.square(Z), axis=0, keepdims=True))  # (1, n_images)
+    reduce = np.sum if unit_norm else np.mean
+    sd = np.sqrt(reduce(np.square(Z), axis=0, keepdims=True))  # (1, n_images)
     flat = sd <= np.finfo(dtype).tiny
     if flat.any():
         log.debug("zscore_images: %d constant image column(s) set to zero", int(flat.sum()))

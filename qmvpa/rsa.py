@@ -10,7 +10,7 @@ input's floating type (float32 stays float32: the correlations are sums of
 statistics (:func:`rsm_similarity`, :func:`pairwise_consistency`) are computed in
 float64.
 
-The functions follow DESIGN.md section 6.6:
+The functions (formulas in docs/analyses.md):
 
 - :func:`within_rsm` — wRSM of one network; :func:`mean_within_rsm` averages over networks;
 - :func:`inter_subject_rsm` — the leave-one-out iRSM: network ``i``'s image vectors
@@ -31,6 +31,9 @@ import logging
 
 import numpy as np
 
+from qmvpa._validation import as_matrix, as_network_list, check_same_units
+from qmvpa.preproc import zscore_images
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -50,48 +53,12 @@ SIMILARITY_METHODS = ("pearson", "spearman", "kendall")
 
 # --------------------------------------------------------------------------- helpers
 
-def _as_float(X, name="X"):
-    X = np.asarray(X)
-    if X.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (n_units, n_images), got shape {X.shape}")
-    if not np.issubdtype(X.dtype, np.floating):
-        X = X.astype(np.float64)
-    return X
-
-
 def _zscore_columns(X):
-    """Columns centred and scaled to unit population SD, divided by sqrt(n_rows).
+    """Columns centred and scaled to unit length (so ``A.T @ B`` is the column correlation matrix).
 
-    Then ``A.T @ B`` of two such matrices is the column correlation matrix.
-    Shape in = shape out = (n_units, n_images).
+    Shape in = shape out = (n_units, n_images); a constant column becomes zeros.
     """
-    Z = X - X.mean(axis=0, keepdims=True)
-    norm = np.sqrt(np.sum(np.square(Z), axis=0, keepdims=True))  # (1, n_images)
-    norm[norm <= np.finfo(Z.dtype).tiny] = np.inf  # constant column -> zeros
-    Z /= norm
-    return Z
-
-
-def _check_list(Xs, min_subjects=2):
-    if isinstance(Xs, np.ndarray) and Xs.ndim == 3:
-        Xs = list(Xs)
-    if not isinstance(Xs, (list, tuple)):
-        raise ValueError(f"Xs must be a list of (n_units, n_images) arrays, got {type(Xs).__name__}")
-    if len(Xs) < min_subjects:
-        raise ValueError(f"need at least {min_subjects} networks (subjects), got {len(Xs)}")
-    Xs = [_as_float(X, name=f"Xs[{i}]") for i, X in enumerate(Xs)]
-    n_images = {X.shape[1] for X in Xs}
-    if len(n_images) > 1:
-        raise ValueError(f"every network must see the same images; image counts differ: "
-                         f"{[X.shape[1] for X in Xs]}")
-    return Xs
-
-
-def _check_same_units(Xs, what):
-    units = [X.shape[0] for X in Xs]
-    if len(set(units)) > 1:
-        raise ValueError(f"{what} averages activity vectors across networks, so every network needs "
-                         f"the same number of units; got {units}")
+    return zscore_images(X, unit_norm=True)
 
 
 # --------------------------------------------------------------------------- RSMs
@@ -110,7 +77,7 @@ def within_rsm(X):
         ``rsm[a, b] = corr(X[:, a], X[:, b])``, in ``X``'s floating type;
         equal to ``np.corrcoef(X.T)`` for non-constant columns.
     """
-    X = _as_float(X)
+    X = as_matrix(X)
     Z = _zscore_columns(X)  # (n_units, n_images)
     return Z.T @ Z  # (n_images, n_images)
 
@@ -127,7 +94,7 @@ def mean_within_rsm(Xs):
     -------
     rsm : ndarray, shape (n_images, n_images)
     """
-    Xs = _check_list(Xs, min_subjects=1)
+    Xs = as_network_list(Xs, min_networks=1)
     total = within_rsm(Xs[0])
     for X in Xs[1:]:
         total += within_rsm(X)
@@ -148,14 +115,14 @@ def cross_rsm(X, Y):
     rsm : ndarray, shape (n_images_x, n_images_y)
         Not symmetric in general.
     """
-    X, Y = _as_float(X, "X"), _as_float(Y, "Y")
+    X, Y = as_matrix(X, "X"), as_matrix(Y, "Y")
     if X.shape[0] != Y.shape[0]:
         raise ValueError(f"X and Y must have the same units (rows): {X.shape[0]} != {Y.shape[0]}")
     return _zscore_columns(X).T @ _zscore_columns(Y)
 
 
 def inter_subject_rsm(Xs, symmetrize=False):
-    """Leave-one-out inter-network RSM (the paper's iRSM, DESIGN.md 6.6).
+    """Leave-one-out inter-network RSM (the paper's iRSM).
 
     For each network ``i``, ``R_i[a, b] = corr(X_i[:, a], M_i[:, b])`` where
     ``M_i`` is the mean of the other networks' activity; the iRSM is the mean of
@@ -178,8 +145,8 @@ def inter_subject_rsm(Xs, symmetrize=False):
         Its diagonal is each image's correlation with itself across networks
         (not 1).
     """
-    Xs = _check_list(Xs, min_subjects=2)
-    _check_same_units(Xs, "inter_subject_rsm")
+    Xs = as_network_list(Xs, min_networks=2, what="an inter-network analysis")
+    check_same_units(Xs, "inter_subject_rsm")
     n = len(Xs)
     dtype = np.result_type(*Xs)
     total = np.zeros(Xs[0].shape, dtype=dtype)  # (n_units, n_images)
@@ -334,8 +301,8 @@ def inter_subject_correlation(Xs):
     isc : ndarray, shape (n_subjects, n_features)
         A feature that is constant for a network has ISC 0.
     """
-    Xs = _check_list(Xs, min_subjects=2)
-    _check_same_units(Xs, "inter_subject_correlation")
+    Xs = as_network_list(Xs, min_networks=2, what="an inter-network analysis")
+    check_same_units(Xs, "inter_subject_correlation")
     n = len(Xs)
     total = np.sum(Xs, axis=0, dtype=np.result_type(*Xs))  # (n_features, n_images)
     out = np.empty((n, Xs[0].shape[0]), dtype=np.result_type(*Xs))

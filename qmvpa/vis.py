@@ -1,4 +1,4 @@
-"""Plots of the analyses: the paper's Fig. 3 and 4 and their companions (DESIGN.md 6.7).
+"""Plots of the analyses: the paper's Fig. 3 and 4 and their companions.
 
 Every plot function takes data already loaded (the tidy summary table as a
 pandas DataFrame, or RSM arrays) and returns a new
@@ -40,7 +40,7 @@ __all__ = [
     "SUMMARY_COLUMNS", "RSM_KEYS", "load_summary", "load_results", "conditions", "condition_label",
     "final_epoch", "analysed_epochs", "layer_order", "layer_colors", "mean_ci", "downsample_rsm", "headline_table",
     "plot_development", "plot_layer_bars", "plot_experiments", "plot_development_same_epoch",
-    "plot_variance_explained", "plot_rsm_triplet", "plot_rsm_grid",
+    "plot_variance_explained", "plot_rsm_triplet", "plot_rsm_quad", "plot_rsm_grid",
 ]
 
 #: Columns of the tidy summary table.
@@ -690,6 +690,43 @@ def plot_rsm_triplet(irsm_shared, wrsm_native, irsm_native, labels=None, title: 
     fig.colorbar(im, ax=axes, shrink=0.8, label="Pearson r")
     if title:
         fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def plot_rsm_quad(wrsm_native, irsm_native, wrsm_shared, irsm_shared, title: str = ""):
+    """The four RSMs of one analysis as a 2 × 2 grid: rows native / shared space, columns within / inter.
+
+    Parameters
+    ----------
+    wrsm_native, irsm_native, wrsm_shared, irsm_shared : ndarray, shape (t, t)
+        Mean within-network and leave-one-out inter-network RSMs of the
+        held-out images (sorted by class) in the native and the shared space.
+    title : str
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig = _new_figure((9, 8.5))
+    axes = fig.subplots(2, 2)
+    panels = [[wrsm_native, irsm_native], [wrsm_shared, irsm_shared]]
+    im = None
+    for r, space in enumerate(("native space", "shared space")):
+        for c, kind in enumerate(("within network (wRSM)", "inter network, leave-one-out (iRSM)")):
+            ax = axes[r, c]
+            im = _rsm_image(ax, panels[r][c])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(kind, fontsize=10)
+            if c == 0:
+                ax.set_ylabel(f"{space}\nheld-out images", fontsize=10)
+            if r == 1:
+                ax.set_xlabel("held-out images (sorted by class)", fontsize=9)
+    fig.colorbar(im, ax=axes, shrink=0.6, label="Pearson r")
+    if title:
+        fig.suptitle(title, fontsize=10)
     return fig
 
 

@@ -35,7 +35,7 @@ def write_stage2(root, data: str, model: str, layers: dict, n_subjects: int = N_
 
 def make_analysed_root(root, conditions=CONDITIONS):
     """Synthetic stage-2 outputs for ``conditions``, analysed by run_analyses.py (in this process)."""
-    import run_analyses
+    from nnsrm.commands import analyse as run_analyses
 
     for i, ((data, model), layers) in enumerate(conditions.items()):
         write_stage2(root, data, model, layers, seed=i)

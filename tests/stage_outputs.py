@@ -22,7 +22,7 @@ import pandas as pd
 from conftest import PYTHON, ROOT
 from scipy.stats import ortho_group
 
-import config
+from nnsrm import config
 from nnsrm import atomic
 from nnsrm.paths import ResultsLayout
 from nnsrm.provenance import write_config_json

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-import config
+from nnsrm import config
 
 
 def test_paper_conv_settings():

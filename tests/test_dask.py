@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -25,6 +26,11 @@ from nnsrm import atomic, cli
 from nnsrm.runner import Job, JobsFailed, run_jobs
 
 distributed = pytest.importorskip("distributed")
+
+# Jobs are shipped to workers by reference (workers import the installed nnsrm); the toy jobs below live
+# in this test module, which the workers cannot import, so they travel by value.
+cloudpickle = pytest.importorskip("cloudpickle")
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +64,10 @@ def fails_unexpectedly(log_dir):
 
 
 def worker_env():
-    import sys
+    import nnsrm
 
-    return {k: os.environ.get(k) for k in ("KERAS_BACKEND", "OPENBLAS_NUM_THREADS")}, str(ROOT) in sys.path
+    # The workers import the installed package, not a copy put on their path.
+    return {k: os.environ.get(k) for k in ("KERAS_BACKEND", "OPENBLAS_NUM_THREADS")}, nnsrm.__file__
 
 
 def test_results_and_failures_are_collected(cluster, tmp_path):
@@ -74,9 +81,11 @@ def test_results_and_failures_are_collected(cluster, tmp_path):
     # Every other job's result is kept, in job order.
     assert list(report.results) == [f"double {i}" for i in range(5)] + ["environment"]
     assert [report.results[f"double {i}"] for i in range(5)] == [0, 2, 4, 6, 8]
-    env, repo_on_path = report.results["environment"]
+    env, nnsrm_file = report.results["environment"]
     assert env == {"KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "jax"), "OPENBLAS_NUM_THREADS": "1"}
-    assert repo_on_path
+    import nnsrm
+
+    assert nnsrm_file == nnsrm.__file__  # the same installed package as this process
     # Failures name the job and say why; a user error is not retried, anything else is (retries=1).
     assert [(f.name, f.error, f.is_input_error) for f in report.failures] == [
         ("needs input", "FileNotFoundError: /nowhere/x.npy not found; run stage 1 first", True),
@@ -133,7 +142,7 @@ def test_unreachable_scheduler_is_a_usage_error():
 
 def test_stage1_on_dask_matches_in_process(cluster, digits_demo, tmp_path):
     proc = run_script("train_cifar.py", "--root", tmp_path, "--subjects", "2", "--epochs", "3", "--no-progress",
-                      "--scheduler", cluster.scheduler_address)
+                      "-v", "--scheduler", cluster.scheduler_address)
     assert proc.returncode == 0, proc.stderr
     assert "2 jobs on Dask (2 workers" in proc.stderr
     so.assert_nothing_corrupt(tmp_path, stages=(1,))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from cifar_fixture import make_cifar_archive, read_member
 
-import data_loader
+from nnsrm import data_loader
 
 
 @pytest.mark.parametrize("name, n_classes, label_key, train_members",

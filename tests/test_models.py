@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-import config
-import models
+from nnsrm import config
+from nnsrm import models
 
 
 def _weights_equal(a, b):

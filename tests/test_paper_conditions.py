@@ -13,7 +13,7 @@ import pytest
 from cifar_fixture import make_cifar_archive
 from conftest import run_script
 
-import config
+from nnsrm import config
 from nnsrm.extract import write_condition_metadata
 from nnsrm.paths import ResultsLayout
 

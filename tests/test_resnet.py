@@ -1,4 +1,4 @@
-"""Tests of resnet.py: the paper's pre-activation ResNet-18 (DESIGN.md section 5)."""
+"""Tests of resnet.py: the paper's pre-activation ResNet-18 (docs/paper.md)."""
 
 import functools
 import os
@@ -12,7 +12,7 @@ import pytest
 
 import keras
 
-import resnet
+from nnsrm import resnet
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -280,7 +280,7 @@ def test_forward_pass_under_tensorflow_backend():
         """
         import numpy as np
         import keras
-        import resnet
+        from nnsrm import resnet
         assert keras.backend.backend() == "tensorflow", keras.backend.backend()
         model = resnet.build_resnet18(variant="cifar", seed=0)
         x = np.zeros((1, 32, 32, 3), dtype="float32")

@@ -121,7 +121,7 @@ def test_inter_subject_correlation_matches_reference():
 @pytest.mark.parametrize("fn", [rsa.inter_subject_rsm, rsa.inter_subject_correlation])
 def test_bad_network_lists(fn):
     X = np.zeros((4, 6))
-    with pytest.raises(ValueError, match="need at least 2 networks"):
+    with pytest.raises(ValueError, match="needs at least 2 networks"):
         fn([X])
     with pytest.raises(ValueError, match=r"image counts differ: \[6, 5\]"):
         fn([X, np.zeros((4, 5))])

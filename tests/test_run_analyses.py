@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import run_analyses
+from nnsrm.commands import analyse as run_analyses
 from conftest import run_script
 from stage_outputs import write_synthetic_stage2
-from nnsrm import analysis, atomic, cli
+from nnsrm import analysis, atomic, cli, summary
 from nnsrm.paths import ResultsLayout
 from nnsrm.runner import run_jobs
 
@@ -36,8 +36,9 @@ def make_root(root, n_subjects=3, epochs=EPOCHS, layers=LAYERS, n_images=N_IMAGE
 
 
 def snapshot(root):
-    """Every file under ``root`` with its size and modification time."""
-    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+    """Every result file under ``root`` with its size and modification time (each run adds a log file)."""
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")
+            if p.is_file() and p.relative_to(root).parts[0] != "logs"}
 
 
 def run_cli(capsys, *argv):
@@ -65,7 +66,7 @@ def test_jobs_outputs_and_summary(root):
     out = layout.analysis_dir(2, "conv")
     assert atomic.is_complete(out, verify=True)
     assert (out / analysis.PLOT_NAME).read_bytes()[:4] == b"\x89PNG"
-    with np.load(out / analysis.RESULTS_NAME) as z:
+    with np.load(out / summary.RESULTS_NAME) as z:
         assert not any(z[key].dtype == object for key in z.files)
         n_test = len(z["test_idx"])
         assert n_test == 24 and len(z["fit_idx"]) == 96
@@ -86,9 +87,9 @@ def test_jobs_outputs_and_summary(root):
         np.testing.assert_allclose(z["var_exp_fit"], z["var_exp_test"], atol=0.1)
         assert z["var_exp_fit_model"].shape == (3,)
 
-    df = analysis.write_summary(layout, final_epoch=2)
-    assert tuple(pd.read_csv(layout.summary_path).columns) == analysis.SUMMARY_COLUMNS
-    assert set(df.metric) == set(analysis.METRICS)
+    df = summary.write_summary(layout, final_epoch=2)
+    assert tuple(pd.read_csv(layout.summary_path).columns) == summary.SUMMARY_COLUMNS
+    assert set(df.metric) == set(summary.METRICS)
     one = df[(df.epoch == 2) & (df.layer == "dense")]
     assert one.layer_depth.unique().tolist() == [1]
     assert sorted(one[one.metric == "var_exp_test"].subject) == ["0", "1", "2"]
@@ -205,16 +206,16 @@ def test_bad_flag_is_one_line(root, capsys):
 def test_script_end_to_end_subprocess(root):
     proc = run_script("run_analyses.py", "--root", root, "--no-progress", "--only-layers", "dense")
     assert proc.returncode == 0, proc.stderr
-    assert "stage 3 done: 3 jobs run" in proc.stdout
+    assert "stage 3: 3 epoch×layer jobs run" in proc.stdout
     layout = ResultsLayout(root, DATA, MODEL)
     df = pd.read_csv(layout.summary_path, dtype={"subject": str})
-    assert tuple(df.columns) == analysis.SUMMARY_COLUMNS
+    assert tuple(df.columns) == summary.SUMMARY_COLUMNS
     assert sorted(df.epoch.unique()) == list(EPOCHS) and df.layer.unique().tolist() == ["dense"]
     assert (layout.analysis_dir(2, "dense") / analysis.PLOT_NAME).exists()
     # Rerun: everything complete, nothing redone, the summary rebuilt identically.
     before = {p: v for p, v in snapshot(root).items() if not p.endswith("summary.csv")}
     proc = run_script("run_analyses.py", "--root", root, "--no-progress", "--only-layers", "dense")
-    assert proc.returncode == 0 and "stage 3 done: 0 jobs run" in proc.stdout, proc.stderr
+    assert proc.returncode == 0 and "stage 3: 0 epoch×layer jobs run" in proc.stdout, proc.stderr
     assert {p: v for p, v in snapshot(root).items() if not p.endswith("summary.csv")} == before
     pd.testing.assert_frame_equal(pd.read_csv(layout.summary_path, dtype={"subject": str}), df)
 
@@ -224,7 +225,7 @@ def test_local_dask_cluster(root):
     proc = run_script("run_analyses.py", "--root", root, "--no-progress", "--workers", "2",
                       "--only-epochs", "2")
     assert proc.returncode == 0, proc.stderr
-    assert "stage 3 done: 2 jobs run" in proc.stdout
+    assert "stage 3: 2 epoch×layer jobs run" in proc.stdout
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""The XOR simulation (issue 5, DESIGN.md section 7): data, network, copies, experiment, CLI, notebook."""
+"""The XOR simulation (docs/simulation.md): data, network, copies, experiment, CLI, notebook."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from qmvpa.rsa import mean_within_rsm, within_rsm
-from simulation import experiment, plots, xor
+from nnsrm.simulation import experiment, plots, xor
 
 ROOT = Path(__file__).resolve().parents[1]
 EXACT = 1e-12  # float64 round-off of a reordered sum
@@ -336,7 +336,7 @@ def test_figures_have_labelled_axes_and_are_written(paper_run, tmp_path):
 def run_cli_in_process(args, capsys):
     """``run_sim.py ARGS`` in this process: (exit status, stdout, stderr)."""
     from nnsrm.cli import run_main
-    from simulation.run_sim import main
+    from nnsrm.commands.simulate import main
 
     try:
         status = run_main(main, list(args), prog="run_sim.py")
@@ -385,7 +385,7 @@ def test_cli_end_to_end_matches_the_library_bit_for_bit(paper_run, tmp_path):
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
     result = subprocess.run(
         [sys.executable, str(ROOT / "simulation" / "run_sim.py"), "--n-sims", "3", "--noise-sweep", "0,0.5",
-         "--k-sweep", "5,50", "--sweep-sims", "2", "--quiet", "--out", str(out)],
+         "--k-sweep", "5,50", "--sweep-sims", "2", "--no-progress", "--out", str(out)],
         capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert experiment.saved_config(out) == paper_run.config

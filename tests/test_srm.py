@@ -236,7 +236,7 @@ def test_newton_schulz_polar(dtype, atol):
 # ---------------------------------------------------------------------------
 
 def variance_explained(model, data):
-    """Per subject, 1 - mean((W S - X)^2) / var(X) on the fit set (DESIGN.md 6.5)."""
+    """Per subject, 1 - mean((W S - X)^2) / var(X) on the fit set."""
     out = []
     for w, x in zip(model.w_, data):
         x = np.asarray(x, np.float64)

@@ -1,6 +1,6 @@
 """XOR data, the 2-50-1 sigmoid network (Keras 3) and copies of its hidden activity.
 
-Everything the simulation needs below the analysis (DESIGN.md section 7):
+Everything the simulation needs below the analysis (docs/simulation.md):
 
 - :func:`make_xor_data` — four Gaussian clouds at (±1, ±1), label = quadrant parity;
 - :func:`build_xor_net`, :func:`train_xor_net` — 2 inputs → ``n_hidden`` sigmoid

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from simulation.experiment import ci95_interval, select
+from nnsrm.simulation.experiment import ci95_interval, select
 
 COLOURS = {"shared": "#4C72B0", "native": "#DD8452"}  # the poster's blue and brown
 SPACE_LABELS = {"shared": "Shared", "native": "Native"}

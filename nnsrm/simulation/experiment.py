@@ -1,6 +1,6 @@
 """The simulation's experiment: repetitions, the tidy results table, saving and loading.
 
-One repetition (DESIGN.md section 7):
+One repetition (docs/simulation.md):
 
 1. draw a training and a test set of XOR data, train one 2-50-1 network;
 2. record its hidden activity H (units × images) on both sets;
@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from simulation import xor
+from nnsrm.simulation import xor
 
 log = logging.getLogger(__name__)
 
