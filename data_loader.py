@@ -117,7 +117,8 @@ def load_dataset(name: str, data_dir: str | Path | None = None) -> Dataset:
     name : {"digits", "mnist", "cifar10", "cifar100"}
     data_dir : path, optional
         Folder holding the official archive (see module docstring). Without it,
-        ``keras.datasets`` is used, which needs the internet the first time.
+        the archive is downloaded once into ``~/.keras/datasets`` (needs the
+        internet the first time).
 
     Raises
     ------
