@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from cifar_fixture import (FIXTURE_ENV, NUMPY_MODULES, cifar_members, make_cifar_archive, python2_pickle,
                            write_cifar_tar)
-from conftest import PYTHON, ROOT, run_script
+from conftest import ROOT, run_script
 
 import data_loader
 from nnsrm import archive_checksums
