@@ -2,11 +2,18 @@
 
 - ``digits``: scikit-learn's 8×8 handwritten digits (1,797 images, shipped with
   scikit-learn: offline). Fixed stratified 50/50 train/test split.
-- ``mnist``: ``mnist.npz`` from ``--data-dir``, else ``keras.datasets.mnist``.
+- ``mnist``: ``mnist.npz`` from ``--data-dir``, else downloaded once by
+  ``keras.utils.get_file`` into ``~/.keras/datasets``; read with
+  ``allow_pickle=False``.
 - ``cifar10`` / ``cifar100``: the official python-version archives
-  (``cifar-10-python.tar.gz``, ``cifar-100-python.tar.gz``) from ``--data-dir``
-  (read directly from the archive, nothing extracted), else
-  ``keras.datasets`` (which downloads once into ``~/.keras/datasets``).
+  (``cifar-10-python.tar.gz``, ``cifar-100-python.tar.gz``) from ``--data-dir``,
+  else downloaded once the same way (read directly from the archive, nothing
+  extracted).
+
+Reading data never runs code from it: the CIFAR batches are pickles and are
+read by :mod:`nnsrm.safe_pickle`, which allows only what the official batches
+contain, and an archive with an official name but another MD5 is reported by
+:mod:`nnsrm.archive_checksums` (see ``docs/security.md``).
 
 Preprocessing as in the paper: pixels as float32, minus the training set's mean
 image, divided by 128 for CIFAR (the pixel range of 0..255 becomes about ±1);
@@ -23,6 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
+from nnsrm.archive_checksums import OFFICIAL_MD5, warn_if_not_official
+from nnsrm.safe_pickle import CIFAR_HOME, UnsafeArchiveError, load_cifar_batch
+
 DATASET_NAMES = ("digits", "mnist", "cifar10", "cifar100")
 
 ARCHIVES = {
@@ -35,6 +45,13 @@ SOURCES = {
     "cifar10": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
     "cifar100": "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
 }
+# What keras.utils.get_file checks a download against (MNIST: the hash Keras publishes).
+DOWNLOAD_HASHES = {
+    "mnist": "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1",  # SHA-256
+    "cifar10": OFFICIAL_MD5[ARCHIVES["cifar10"]],
+    "cifar100": OFFICIAL_MD5[ARCHIVES["cifar100"]],
+}
+CIFAR_IMAGE_BYTES = 3 * 32 * 32
 DIGITS_TEST_SIZE = 0.5
 DIGITS_SPLIT_SEED = 0
 
@@ -100,7 +117,8 @@ def load_dataset(name: str, data_dir: str | Path | None = None) -> Dataset:
     name : {"digits", "mnist", "cifar10", "cifar100"}
     data_dir : path, optional
         Folder holding the official archive (see module docstring). Without it,
-        ``keras.datasets`` is used, which needs the internet the first time.
+        the archive is downloaded once into ``~/.keras/datasets`` (needs the
+        internet the first time).
 
     Raises
     ------
@@ -109,6 +127,11 @@ def load_dataset(name: str, data_dir: str | Path | None = None) -> Dataset:
     FileNotFoundError
         The archive is missing from ``data_dir``, or cannot be downloaded;
         the message names the file and where to put it.
+    nnsrm.safe_pickle.UnsafeArchiveError
+        A CIFAR archive holds a pickle that asks to run anything; nothing of
+        it ran (a ``ValueError``; one line naming the file).
+    ValueError
+        The file is not a readable archive of the dataset.
     """
     if name not in DATASET_NAMES:
         raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASET_NAMES)}")
@@ -123,9 +146,9 @@ def load_dataset(name: str, data_dir: str | Path | None = None) -> Dataset:
         if not archive.exists():
             raise FileNotFoundError(f"{ARCHIVES[name]} not found in {data_dir}; download it from "
                                     f"{SOURCES[name]} and put it there (do not unpack it)")
-        raw = _read_mnist_npz(archive) if name == "mnist" else _read_cifar_archive(archive, name)
     else:
-        raw = _download_with_keras(name)
+        archive = _download_with_keras(name)
+    raw = _read_mnist_npz(archive) if name == "mnist" else _read_cifar_archive(archive, name)
     (x_train, y_train), (x_test, y_test) = raw
     return _preprocess(name, x_train, y_train, x_test, y_test)
 
@@ -155,8 +178,14 @@ def _load_digits() -> Dataset:
 
 
 def _read_mnist_npz(path: Path):
-    with np.load(path, allow_pickle=False) as f:
-        return (f["x_train"], f["y_train"]), (f["x_test"], f["y_test"])
+    try:
+        # allow_pickle=False: an object array (the only kind that needs a pickle) is refused.
+        with np.load(path, allow_pickle=False) as f:
+            return (f["x_train"], f["y_train"]), (f["x_test"], f["y_test"])
+    except (OSError, ValueError, KeyError, EOFError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"{path} is not a readable {ARCHIVES['mnist']} of plain arrays x_train, y_train, "
+                         f"x_test, y_test ({reason}); download it again from {SOURCES['mnist']}") from None
 
 
 def _cifar_images(batch: dict) -> np.ndarray:
@@ -164,25 +193,52 @@ def _cifar_images(batch: dict) -> np.ndarray:
     return np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
 
 
+def _check_cifar_batch(batch, label_key: bytes, source: str) -> None:
+    """Refuse a member that unpickled safely but is not an official batch."""
+    data = batch.get(b"data") if isinstance(batch, dict) else None
+    labels = batch.get(label_key) if isinstance(batch, dict) else None
+    if (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2
+            and data.shape[1] == CIFAR_IMAGE_BYTES and isinstance(labels, list) and len(labels) == len(data)
+            and all(type(v) is int for v in labels)):
+        return
+    raise ValueError(f"{source} is not in the official CIFAR python format (expected a dict with b'data', "
+                     f"a uint8 array of shape (n, {CIFAR_IMAGE_BYTES}), and {label_key!r}, a list of n ints); "
+                     f"download the official archive from {CIFAR_HOME}")
+
+
 def _read_cifar_archive(path: Path, name: str):
-    """Read the official python-version CIFAR archive without unpacking it."""
+    """Read the official python-version CIFAR archive without unpacking it.
+
+    Each batch is unpickled by :func:`nnsrm.safe_pickle.load_cifar_batch`
+    (plain data and NumPy arrays only); the archive's MD5 is compared with the
+    published one once it has been read.
+    """
     label_key = b"labels" if name == "cifar10" else b"fine_labels"
     train_names = ([f"data_batch_{i}" for i in range(1, 6)] if name == "cifar10" else ["train"])
     test_names = ["test_batch"] if name == "cifar10" else ["test"]
-    batches = {}
+    batches, sources = {}, {}
     try:
         with tarfile.open(path, "r:gz") as tar:
             for member in tar.getmembers():
                 base = Path(member.name).name
                 if member.isfile() and base in train_names + test_names:
-                    batches[base] = pickle.load(tar.extractfile(member), encoding="bytes")
-    except (tarfile.TarError, EOFError, OSError, pickle.UnpicklingError) as err:
+                    sources[base] = f"{path} (member {member.name})"
+                    batches[base] = load_cifar_batch(tar.extractfile(member), sources[base])
+    except UnsafeArchiveError:
+        raise
+    # Besides the archive's own errors: a damaged pickle made only of allowed parts.
+    except (tarfile.TarError, EOFError, OSError, pickle.UnpicklingError, ValueError, TypeError,
+            AttributeError, IndexError, KeyError) as err:
         raise ValueError(f"{path} is not a readable {ARCHIVES[name]} archive ({err}); "
                          f"download it again from {SOURCES[name]}") from None
     missing = [b for b in train_names + test_names if b not in batches]
     if missing:
         raise ValueError(f"{path} lacks {', '.join(missing)}; is it the python version of "
                          f"{name} ({ARCHIVES[name]})?")
+
+    for base, batch in batches.items():
+        _check_cifar_batch(batch, label_key, sources[base])
+    warn_if_not_official(path)
 
     def stack(names):
         x = np.concatenate([_cifar_images(batches[n]) for n in names])
@@ -192,13 +248,17 @@ def _read_cifar_archive(path: Path, name: str):
     return stack(train_names), stack(test_names)
 
 
-def _download_with_keras(name: str):
+def _download_with_keras(name: str) -> Path:
+    """The official archive, downloaded once into Keras' cache (``~/.keras/datasets``) and checked.
+
+    Only the download is Keras'; the file is read by this module's own readers,
+    so reading never depends on how a Keras version parses its datasets.
+    """
     import keras
 
-    loader = {"mnist": keras.datasets.mnist, "cifar10": keras.datasets.cifar10,
-              "cifar100": keras.datasets.cifar100}[name]
     try:
-        return loader.load_data()
+        return Path(keras.utils.get_file(fname=ARCHIVES[name], origin=SOURCES[name],
+                                         file_hash=DOWNLOAD_HASHES[name]))
     except Exception as err:  # noqa: BLE001 - any download failure becomes one clear line
         raise FileNotFoundError(
             f"{name} is not cached and could not be downloaded ({type(err).__name__}); download "

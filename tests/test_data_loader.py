@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from cifar_fixture import make_cifar_archive, read_member
+from cifar_fixture import FIXTURE_ENV, cifar_members, make_cifar_archive
 
 from nnsrm import data_loader
 
@@ -10,12 +10,14 @@ from nnsrm import data_loader
 @pytest.mark.parametrize("name, n_classes, label_key, train_members",
                          [("cifar10", 10, b"labels", [f"data_batch_{i}" for i in range(1, 6)]),
                           ("cifar100", 100, b"fine_labels", ["train"])])
-def test_tiny_cifar_archive_loads_with_paper_preprocessing(tmp_path, name, n_classes, label_key,
-                                                            train_members):
-    path = make_cifar_archive(tmp_path, name)
+def test_tiny_cifar_archive_loads_with_paper_preprocessing(tmp_path, monkeypatch, name, n_classes,
+                                                            label_key, train_members):
+    monkeypatch.setenv(*FIXTURE_ENV)
+    make_cifar_archive(tmp_path, name)
     ds = data_loader.load_dataset(name, data_dir=tmp_path)
-    raw_train = np.concatenate([read_member(path, m)[b"data"] for m in train_members])
-    raw_test = read_member(path, "test" if name == "cifar100" else "test_batch")
+    members = cifar_members(name)  # what the archive holds
+    raw_train = np.concatenate([members[m][b"data"] for m in train_members])
+    raw_test = members["test" if name == "cifar100" else "test_batch"]
     # Official layout: 3 planes of 32×32, channel-major; ours is channels-last.
     img_train = raw_train.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).astype(np.float32)
     img_test = raw_test[b"data"].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).astype(np.float32)

@@ -10,7 +10,7 @@ import json
 
 import numpy as np
 import pytest
-from cifar_fixture import make_cifar_archive
+from cifar_fixture import declared_fixtures, make_cifar_archive
 from conftest import run_script
 
 from nnsrm import config
@@ -32,7 +32,8 @@ def fake_cifar(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cifar")
     make_cifar_archive(folder, "cifar10")
     make_cifar_archive(folder, "cifar100")
-    return folder
+    with declared_fixtures():  # for this module's tests and the stages they run
+        yield folder
 
 
 def _expected(data, model):

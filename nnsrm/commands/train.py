@@ -24,7 +24,7 @@ def build_parser():
     cli.add_condition_args(parser, config.DATASETS, config.MODELS)
     parser.add_argument("--data-dir", default=None,
                         help="folder with the official archive (cifar-10-python.tar.gz, "
-                             "cifar-100-python.tar.gz, mnist.npz); default: keras.datasets, which downloads")
+                             "cifar-100-python.tar.gz, mnist.npz); default: download once into ~/.keras/datasets")
     parser.add_argument("--subjects", type=cli.positive_int, default=None,
                         help="number of networks (default: the config's)")
     parser.add_argument("--epochs", type=cli.positive_int, default=None,
