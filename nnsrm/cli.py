@@ -152,10 +152,19 @@ def setup_logging(verbose: int = 0, prog: str | None = None) -> None:
     console.setup(int(verbose), prog=prog)
 
 
+_PROGRAM = {"name": None}
+
+
+def program_name(default: str) -> str:
+    """The name this command was started as (``run_main``'s ``prog``: ``nnsrm train`` or ``train_cifar.py``)."""
+    return _PROGRAM["name"] or default
+
+
 def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None,
              prog: str | None = None) -> int:
     """Run a script's ``main`` and turn input errors into one stderr line with exit status 2."""
     prog = prog or Path(sys.argv[0]).name
+    _PROGRAM["name"] = prog
     try:
         return int(main(argv) or 0)
     except JobsFailed as err:

@@ -212,7 +212,7 @@ def format_table(status: ConditionStatus, show_all: bool = False) -> str:
 def build_parser():
     from nnsrm import config
 
-    parser = cli.OneLineArgumentParser(prog="status.py", description=__doc__.split("\n\n")[0])
+    parser = cli.OneLineArgumentParser(prog=cli.program_name("status.py"), description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=Path("results"), help="results root (default: %(default)s)")
     parser.add_argument("--data", choices=sorted(config.DATASETS), default=None,
                         help="only this dataset (default: every condition found)")

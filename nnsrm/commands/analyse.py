@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 def build_parser():
     from qmvpa.factor import DEFAULT_ENGINE, ENGINES
 
-    parser = cli.OneLineArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser = cli.OneLineArgumentParser(prog=cli.program_name(PROG), description=__doc__.split("\n\n")[0])
     cli.add_condition_args(parser, config.DATASETS, config.MODELS)
     parser.add_argument("--k", type=cli.positive_int, default=None,
                         help="shared features of SRM (default: the layer's units kept, an orthogonal map; "
@@ -60,7 +60,7 @@ def build_parser():
 def main(argv=None):
     cli.prepare_environment(blas_threads=1)
     args = build_parser().parse_args(argv)
-    cli.setup_logging(args.verbose, prog=PROG)
+    cli.setup_logging(args.verbose, prog=cli.program_name(PROG))
     if args.verbose < 2:
         # BrainIAK logs every iteration and, at INFO, computes a log-likelihood it only logs.
         logging.getLogger("brainiak").setLevel(logging.WARNING)

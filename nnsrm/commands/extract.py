@@ -19,7 +19,7 @@ PROG = "save_acts_cifar.py"
 
 
 def build_parser():
-    parser = cli.OneLineArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser = cli.OneLineArgumentParser(prog=cli.program_name(PROG), description=__doc__.split("\n\n")[0])
     cli.add_condition_args(parser, config.DATASETS, config.MODELS)
     parser.add_argument("--data-dir", default=None,
                         help="folder with the official archive, as for train_cifar.py")
@@ -35,7 +35,7 @@ def build_parser():
 def main(argv=None):
     cli.prepare_environment()
     args = build_parser().parse_args(argv)
-    cli.setup_logging(args.verbose, prog=PROG)
+    cli.setup_logging(args.verbose, prog=cli.program_name(PROG))
     root = cli.check_root(args.root)
     cli.check_engine(args)
     layout = ResultsLayout(root, args.data, args.model)

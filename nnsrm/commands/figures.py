@@ -41,7 +41,7 @@ def positive_float(text: str) -> float:
 
 
 def build_parser():
-    parser = cli.OneLineArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser = cli.OneLineArgumentParser(prog=cli.program_name(PROG), description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="digits", choices=sorted(config.DATASETS),
                         help="dataset (default: %(default)s)")
     parser.add_argument("--model", default="conv", choices=sorted(config.MODELS),
@@ -107,7 +107,7 @@ def execute_notebook(src: Path, dst: Path, env: dict, timeout: int) -> None:
 def main(argv=None):
     cli.prepare_environment()
     args = build_parser().parse_args(argv)
-    cli.setup_logging(args.verbose, prog=PROG)
+    cli.setup_logging(args.verbose, prog=cli.program_name(PROG))
     from nnsrm import figures as nf
 
     try:  # runs the notebooks: a Jupyter kernel and its client
@@ -139,13 +139,13 @@ def main(argv=None):
         try:
             execute_notebook(REPO / name, dst, env, args.timeout)
         except RuntimeError as err:
-            print(f"{PROG}: error: {err}", file=sys.stderr)
+            print(f"{cli.program_name(PROG)}: error: {err}", file=sys.stderr)
             return 1
         log.info("executed %s in %.0f s -> %s", name, time.perf_counter() - t0, dst)
     expected = nf.expected_files(out, args.data, args.model, args.only)
     missing = [str(p) for p in expected if not p.is_file() or p.stat().st_size == 0]
     if missing:
-        print(f"{PROG}: error: the notebooks ran but did not write {', '.join(missing)}", file=sys.stderr)
+        print(f"{cli.program_name(PROG)}: error: the notebooks ran but did not write {', '.join(missing)}", file=sys.stderr)
         return 1
     print(f"figures for {args.data}×{args.model} (epoch {epoch}, layer {layer}): {len(expected)} files in {out}")
     return 0

@@ -21,7 +21,7 @@ import os
 import time
 from pathlib import Path
 
-from nnsrm.cli import (OneLineArgumentParser, UsageError, add_verbosity_args, non_negative_float, non_negative_int,
+from nnsrm.cli import (OneLineArgumentParser, UsageError, add_verbosity_args, program_name, non_negative_float, non_negative_int,
                        positive_int, prepare_environment, setup_logging)
 
 PROG = "run_sim.py"
@@ -42,7 +42,7 @@ def comma_list(item_type):
 def build_parser() -> OneLineArgumentParser:
     from nnsrm.simulation.experiment import DEFAULT_K_VALUES, DEFAULT_NOISE_LEVELS
 
-    p = OneLineArgumentParser(prog=PROG, description=__doc__.splitlines()[0],
+    p = OneLineArgumentParser(prog=program_name(PROG), description=__doc__.splitlines()[0],
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--n-sims", type=positive_int, default=50, help="repetitions (one trained network each)")
     p.add_argument("--n-nets", type=positive_int, default=10, help="copies of each network's hidden activity")
@@ -95,7 +95,7 @@ def check_out(out: Path) -> Path:
 def main(argv=None) -> int:
     prepare_environment(blas_threads=1)  # before numpy loads: SRM's SVDs are slower with 2 threads here
     args = build_parser().parse_args(argv)
-    setup_logging(args.verbose, prog=PROG)
+    setup_logging(args.verbose, prog=program_name(PROG))
 
     from nnsrm.simulation import experiment
 

@@ -19,7 +19,7 @@ PROG = "train_cifar.py"
 
 def build_parser():
     parser = cli.OneLineArgumentParser(
-        prog=PROG, description=__doc__.split("\n\n")[0],
+        prog=cli.program_name(PROG), description=__doc__.split("\n\n")[0],
         epilog="Paper settings for each (data, model) live in nnsrm/config.py; flags override them.")
     cli.add_condition_args(parser, config.DATASETS, config.MODELS)
     parser.add_argument("--data-dir", default=None,
@@ -48,7 +48,7 @@ def resolve_config(args):
 def main(argv=None):
     cli.prepare_environment()
     args = build_parser().parse_args(argv)
-    cli.setup_logging(args.verbose, prog=PROG)
+    cli.setup_logging(args.verbose, prog=cli.program_name(PROG))
     root = cli.check_root(args.root)
     cli.check_engine(args)
     cfg = resolve_config(args)
@@ -84,6 +84,6 @@ def main(argv=None):
     if trained:
         accs = [r["final_val_accuracy"] for r in trained.values()]
         secs = sum(r["seconds"] for r in trained.values())
-        print(f"  test accuracy {min(accs):.3f}–{max(accs):.3f} after {cfg.n_epochs} epochs; "
-              f"{secs:.0f} s of training")
+        print(f"  test accuracy {min(accs):.3f}–{max(accs):.3f} after {cfg.n_epochs} epoch"
+              f"{'s' if cfg.n_epochs != 1 else ''}; {secs:.0f} s of training")
     return 0

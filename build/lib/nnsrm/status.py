@@ -1,0 +1,257 @@
+"""What is complete, missing or corrupt under a results root, per stage, as a table.
+
+    python status.py                                  # every condition under results/
+    python status.py --root results --data digits --model conv --verify
+
+Each stage is a list of jobs (stage 1: one per subject, stage 2: one per
+subject × logged epoch, stage 3: one per logged epoch × layer), and each job
+leaves a completion marker (``_complete.json``) listing its files with their
+sizes and SHA-256 checksums. A job is
+
+- ``complete``: its marker is there and every file it lists has the recorded
+  size (with ``--verify`` also the recorded checksum, which reads every byte);
+- ``missing``: no marker (never run, or killed before it finished);
+- ``corrupt``: a marker whose files are gone, truncated or changed.
+
+The stage scripts skip exactly the jobs this command calls complete (without
+``--verify``) and redo the others. The expected jobs come from the condition's
+``config.json`` (written by stage 1) and ``layers.json`` (stage 2). Hidden
+``.*.tmp*`` files are what a killed run was writing; no job reads them.
+
+Nothing here imports Keras or writes anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Sequence
+
+from nnsrm import atomic, cli
+from nnsrm.paths import ResultsLayout
+
+STAGES = {1: "train", 2: "activations", 3: "analyses"}
+STATES = ("complete", "missing", "corrupt")
+SHOW_AT_MOST = 20  # unfinished jobs listed per stage without --all
+
+
+@dataclasses.dataclass(frozen=True)
+class JobStatus:
+    """The state of one job: ``state`` is one of ``STATES``; ``detail`` says why, for people."""
+
+    stage: int
+    name: str  # as the stage script names the job in its reports
+    directory: Path
+    state: str
+    detail: str = ""
+
+
+@dataclasses.dataclass
+class ConditionStatus:
+    """Every expected job of one condition (data × model), and what could not be known."""
+
+    layout: ResultsLayout
+    jobs: list  # list[JobStatus]
+    notes: dict  # stage -> a line about the stage as a whole (e.g. "layers.json missing")
+    temp_files: dict  # stage -> number of leftover temporary files
+    description: str = ""
+
+    def counts(self, stage: int) -> dict:
+        out = {s: 0 for s in STATES}
+        for job in self.jobs:
+            if job.stage == stage:
+                out[job.state] += 1
+        return out
+
+    @property
+    def all_complete(self) -> bool:
+        return all(j.state == "complete" for j in self.jobs) and not any(
+            "missing" in note or "unreadable" in note for note in self.notes.values())
+
+
+def job_status(stage: int, name: str, directory: Path, verify: bool = False) -> JobStatus:
+    """The state of the job whose marker lives in ``directory``, with the reason if not complete.
+
+    The state is :func:`nnsrm.atomic.marker_status`'s, so it is what the stage
+    scripts' skip logic sees.
+    """
+    directory = Path(directory)
+    state = atomic.marker_status(directory, verify=verify)
+    if state == "complete":
+        return JobStatus(stage, name, directory, state)
+    if state == "missing":
+        started = directory.is_dir() and any(p.name != atomic.MARKER_NAME for p in directory.iterdir())
+        return JobStatus(stage, name, directory, state,
+                         "started but not finished (killed?)" if started else "not started")
+    return JobStatus(stage, name, directory, state, _corruption(directory, verify))
+
+
+def _corruption(directory: Path, verify: bool) -> str:
+    """What is wrong with a marker that :func:`nnsrm.atomic.marker_status` calls corrupt."""
+    try:
+        files = json.loads((directory / atomic.MARKER_NAME).read_text())["files"]
+        items = list(files.items())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return f"{atomic.MARKER_NAME} is unreadable"
+    for rel, meta in items:
+        f = directory / rel
+        if not f.exists():
+            return f"{rel} is missing"
+        size = f.stat().st_size
+        if size != meta["bytes"]:
+            return f"{rel} has {size} bytes, the marker recorded {meta['bytes']}"
+        if verify and atomic.file_digest(f) != meta["sha256"]:
+            return f"{rel} changed: its SHA-256 differs from the marker's"
+    return "changed while being checked"
+
+
+def _temp_files(directory: Path) -> list:
+    """Leftover temporary files of atomic writes (``.<stem>.<random>.tmp<suffix>``) under ``directory``."""
+    if not directory.is_dir():
+        return []
+    return [p for p in directory.rglob(".*.tmp*") if p.is_file()]
+
+
+def condition_status(layout: ResultsLayout, verify: bool = False) -> ConditionStatus:
+    """Every expected job of ``layout``'s condition and its state.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the condition folder does not exist.
+    """
+    from nnsrm.run_config import load_trained_config
+
+    if not layout.condition_dir.is_dir():
+        raise FileNotFoundError(f"no results for {layout.data}×{layout.model} under {layout.root} "
+                                f"({layout.condition_dir} does not exist); run train_cifar.py first")
+    jobs, notes = [], {}
+    temp = {1: 0, 2: 0, 3: len(_temp_files(layout.analyses_dir))}
+    for subj_dir in sorted(layout.condition_dir.glob("subj*")):
+        for p in _temp_files(subj_dir):
+            temp[2 if "epoch_" in str(p.relative_to(subj_dir)) else 1] += 1
+    try:
+        cfg = load_trained_config(layout)
+    except cli.UsageError:
+        reason = "missing" if not layout.config_path.exists() else "unreadable"
+        for stage in STAGES:
+            notes[stage] = f"config.json {reason}: the expected jobs are unknown (run train_cifar.py)"
+        return ConditionStatus(layout, jobs, notes, temp, "config.json " + reason)
+
+    for s in cfg.subjects:
+        jobs.append(job_status(1, f"train subj{s:02d}", layout.subject_dir(s), verify))
+    for s in cfg.subjects:
+        for e in cfg.logged_epochs:
+            jobs.append(job_status(2, f"activations subj{s:02d} epoch {e:03d}",
+                                   layout.activations_dir(s, e), verify))
+    stage2_meta = [p.name for p in (layout.layers_path, layout.test_labels_path) if not p.exists()]
+    if stage2_meta:
+        notes[2] = f"{' and '.join(stage2_meta)} missing (written by save_acts_cifar.py)"
+
+    layers = None
+    if layout.layers_path.exists():
+        try:
+            layers = [str(name) for name in json.loads(layout.layers_path.read_text())["layers"]]
+        except (ValueError, KeyError, TypeError):
+            notes[3] = "layers.json unreadable: the expected jobs are unknown (rerun save_acts_cifar.py)"
+    elif 3 not in notes:
+        notes[3] = "layers.json missing: the expected jobs are unknown until stage 2 has run"
+    if layers is not None:
+        for e in cfg.logged_epochs:
+            for layer in layers:
+                jobs.append(job_status(3, f"epoch {e:03d} layer {layer}", layout.analysis_dir(e, layer), verify))
+        if not layout.summary_path.exists():
+            notes[3] = "summary.csv missing (written by run_analyses.py)"
+    description = (f"{cfg.n_subjects} subjects, epochs {' '.join(map(str, cfg.logged_epochs))}"
+                   + (f", layers {' '.join(layers)}" if layers else ""))
+    return ConditionStatus(layout, jobs, notes, temp, description)
+
+
+def find_conditions(root: Path) -> list:
+    """``(data, model)`` of every condition folder under ``root`` (one with a config.json or subj folders)."""
+    from nnsrm import config
+
+    out = []
+    for data in config.DATASETS:
+        for model in config.MODELS:
+            d = Path(root) / data / model
+            if d.is_dir() and ((d / "config.json").exists() or any(d.glob("subj*"))):
+                out.append((data, model))
+    return out
+
+
+def format_table(status: ConditionStatus, show_all: bool = False) -> str:
+    """The status of one condition as a plain-text table, then the jobs that are not complete."""
+    lines = [f"{status.layout.condition_dir}" + (f"  ({status.description})" if status.description else "")]
+    header = ("stage", "jobs", "complete", "missing", "corrupt", "temp files")
+    rows = []
+    for stage, label in STAGES.items():
+        c = status.counts(stage)
+        n = sum(c.values())
+        rows.append((f"{stage} {label}", str(n), str(c["complete"]), str(c["missing"]), str(c["corrupt"]),
+                     str(status.temp_files.get(stage, 0))))
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def fmt(row):  # first column left-aligned, numbers right-aligned
+        return "  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths)))
+
+    lines += ["  " + fmt(header)] + ["  " + fmt(r) for r in rows]
+    for stage, note in sorted(status.notes.items()):
+        lines.append(f"  stage {stage}: {note}")
+    for stage, label in STAGES.items():
+        todo = [j for j in status.jobs if j.stage == stage and j.state != "complete"]
+        shown = todo if show_all else todo[:SHOW_AT_MOST]
+        for j in shown:
+            lines.append(f"  {j.state:8s} {j.name}: {j.detail}  [{j.directory}]")
+        if len(todo) > len(shown):
+            lines.append(f"  ... and {len(todo) - len(shown)} more in stage {stage} (--all lists them)")
+    return "\n".join(lines)
+
+
+def build_parser():
+    from nnsrm import config
+
+    parser = cli.OneLineArgumentParser(prog="status.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", type=Path, default=Path("results"), help="results root (default: %(default)s)")
+    parser.add_argument("--data", choices=sorted(config.DATASETS), default=None,
+                        help="only this dataset (default: every condition found)")
+    parser.add_argument("--model", choices=sorted(config.MODELS), default=None,
+                        help="only this architecture (default: every condition found)")
+    parser.add_argument("--verify", action="store_true",
+                        help="also compare every file's SHA-256 with its marker (reads every byte)")
+    parser.add_argument("--all", action="store_true", dest="show_all",
+                        help=f"list every job that is not complete (default: at most {SHOW_AT_MOST} per stage)")
+    parser.add_argument("--check", action="store_true",
+                        help="exit with status 1 if any job is not complete (for scripts)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    root = args.root
+    if not root.is_dir():
+        raise cli.UsageError(f"--root {root} is not a directory with results; pass the --root the stages used")
+    found = find_conditions(root)
+    if args.data or args.model:
+        wanted = [(d, m) for d, m in found if args.data in (None, d) and args.model in (None, m)]
+        if not wanted:
+            have = ", ".join(f"{d}×{m}" for d, m in found) or "none"
+            raise cli.UsageError(f"no results for --data {args.data or 'any'} --model {args.model or 'any'} "
+                                 f"under {root} (found: {have})")
+        found = wanted
+    if not found:
+        print(f"no results under {root} (nothing has run yet; start with train_cifar.py)")
+        return 1 if args.check else 0
+    statuses = [condition_status(ResultsLayout(root, d, m), verify=args.verify) for d, m in found]
+    print(("\n\n").join(format_table(s, args.show_all) for s in statuses))
+    checked = "sizes and SHA-256 checksums" if args.verify else "sizes (--verify also checks SHA-256 checksums)"
+    incomplete = not all(s.all_complete for s in statuses)
+    hint = ("; rerun a stage's script to redo its missing and corrupt jobs (complete ones are skipped)"
+            if incomplete else "")
+    print(f"\nchecked {checked}{hint}")
+    if any(sum(s.temp_files.values()) for s in statuses):
+        print("temp files (.*.tmp*) are what a killed run was writing; no job reads them, and they are safe "
+              "to delete while no stage is running")
+    return 1 if args.check and incomplete else 0
+
