@@ -57,15 +57,37 @@ def test_conv_is_the_originals_without_dropout():
         ["pool1", "dense1", "logits"]
 
 
-def test_one_epoch_of_training_on_a_fake_mnist(tmp_path):
+def _fake_mnist(folder):
     rng = np.random.default_rng(0)
-    data_dir, root = tmp_path / "data", tmp_path / "results"
-    data_dir.mkdir()
-    np.savez(data_dir / "mnist.npz", x_train=rng.integers(0, 256, (60, 28, 28), dtype=np.uint8),
+    folder.mkdir()
+    np.savez(folder / "mnist.npz", x_train=rng.integers(0, 256, (60, 28, 28), dtype=np.uint8),
              y_train=np.arange(60) % 10, x_test=rng.integers(0, 256, (20, 28, 28), dtype=np.uint8),
              y_test=np.arange(20) % 10)
+    return folder
+
+
+def test_training_command_line_resolves_the_original_mnist_condition(tmp_path):
+    """Fast sibling of the training run below: everything train_cifar.py does before it trains."""
+    import train_cifar
+    from nnsrm.training import cached_dataset
+
+    data_dir = _fake_mnist(tmp_path / "data")
+    args = train_cifar.build_parser().parse_args(["--data", "mnist", "--model", "mlp", "--data-dir",
+                                                  str(data_dir), "--subjects", "2", "--epochs", "1"])
+    cfg = train_cifar.resolve_config(args)
+    assert (cfg.n_subjects, cfg.logged_epochs, cfg.subtract_mean, cfg.rmsprop_form) == (2, (0, 1), False, "keras2")
+    data = cached_dataset("mnist", str(data_dir))  # what the training job loads
+    raw = np.load(data_dir / "mnist.npz")
+    np.testing.assert_allclose(data.x_test[..., 0], raw["x_test"] / 255.0, atol=1e-7)  # not centred
+    net = models.build_model(cfg.model, data.input_shape, data.n_classes, cfg.subject_seed(0))
+    assert models.select_layers(net, cfg.analysed_layers) == ["relu1", "relu2", "softmax"]
+
+
+@pytest.mark.slow  # 20-60 s: a fresh process imports Keras and compiles the training step
+def test_one_epoch_of_training_on_a_fake_mnist(tmp_path):
+    data_dir, root = _fake_mnist(tmp_path / "data"), tmp_path / "results"
     proc = run_script("train_cifar.py", "--data", "mnist", "--model", "mlp", "--data-dir", data_dir,
-                      "--subjects", "2", "--epochs", "1", "--root", root, "--no-progress", timeout=300)
+                      "--subjects", "2", "--epochs", "1", "--root", root, "--no-progress", timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     layout = ResultsLayout(root, "mnist", "mlp")
     for s in range(2):
