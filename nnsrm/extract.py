@@ -84,7 +84,7 @@ def extract_activations(cfg, root: str | Path, subject: int, epoch: int, data_di
     atomic.clear_marker(out_dir)
     atomic.remove_stale_temporaries(out_dir)
     enable_compilation_cache(root)
-    data = cached_dataset(cfg.data, None if data_dir is None else str(data_dir))
+    data = cached_dataset(cfg.data, None if data_dir is None else str(data_dir), cfg.subtract_mean)
     model, names = build_inference_model(cfg, data.input_shape, data.n_classes, subject)
     model.load_weights(weights)
     sub_model = layer_outputs_model(model, names)
@@ -117,7 +117,7 @@ def write_condition_metadata(cfg, root: str | Path, data_dir: str | None = None)
     from nnsrm.training import cached_dataset
 
     layout = ResultsLayout(root, cfg.data, cfg.model)
-    data = cached_dataset(cfg.data, None if data_dir is None else str(data_dir))
+    data = cached_dataset(cfg.data, None if data_dir is None else str(data_dir), cfg.subtract_mean)
     model, names = build_inference_model(cfg, data.input_shape, data.n_classes, 0)
     sizes = [int(np.prod(o.shape[1:])) for o in layer_outputs_model(model, names).outputs]
     atomic.write_json(layout.layers_path, {

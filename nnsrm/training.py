@@ -30,20 +30,11 @@ HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lea
 
 
 @functools.lru_cache(maxsize=2)
-def cached_dataset(name: str, data_dir: str | None):
-    """Load a dataset once per process (jobs of one stage share it)."""
+def cached_dataset(name: str, data_dir: str | None, subtract_mean: bool | None = None):
+    """Load a dataset once per process (jobs of one stage share it); see :func:`nnsrm.data_loader.load_dataset`."""
     from nnsrm import data_loader
 
-    return data_loader.load_dataset(name, data_dir)
-
-
-def make_optimizer(cfg):
-    """The configured optimiser at its initial learning rate (decay is applied by :class:`LearningRateControl`)."""
-    import keras
-
-    if cfg.optimizer == "rmsprop":
-        return keras.optimizers.RMSprop(learning_rate=cfg.learning_rate)
-    return keras.optimizers.Adam(learning_rate=cfg.learning_rate)
+    return data_loader.load_dataset(name, data_dir, subtract_mean=subtract_mean)
 
 
 def _callbacks(cfg, layout, subject, n_steps_per_epoch, progress):
@@ -138,6 +129,7 @@ def train_subject(cfg, root: str | Path, subject: int, data_dir: str | None = No
     import keras
 
     from nnsrm.models import build_model
+    from nnsrm.optimizers import make_optimizer
     from nnsrm.jax_cache import enable_compilation_cache
 
     layout = ResultsLayout(root, cfg.data, cfg.model)
@@ -149,7 +141,7 @@ def train_subject(cfg, root: str | Path, subject: int, data_dir: str | None = No
     atomic.remove_stale_temporaries(subj_dir)
     enable_compilation_cache(root)
     t0 = time.perf_counter()
-    data = cached_dataset(cfg.data, None if data_dir is None else str(data_dir))
+    data = cached_dataset(cfg.data, None if data_dir is None else str(data_dir), cfg.subtract_mean)
     seed = cfg.subject_seed(subject)
     model = build_model(cfg.model, data.input_shape, data.n_classes, seed,
                         augment=cfg.augment, resnet_variant=cfg.resnet_variant)

@@ -33,7 +33,7 @@ from qmvpa._validation import as_network_list, check_finite
 log = logging.getLogger(__name__)
 
 __all__ = ["ENGINES", "DEFAULT_ENGINE", "srm_class", "fit_srm", "transform", "variance_explained",
-           "check_n_components"]
+           "variance_explained_leave_one_out", "check_n_components"]
 
 #: SRM engines :func:`fit_srm` knows, by name.
 ENGINES = ("brainiak", "fast", "jax")
@@ -227,3 +227,45 @@ def variance_explained(Xs, ws, S, mu=None):
         var = X.var()
         out[i] = 1.0 - np.mean(np.square(resid)) / var if var > 0 else np.nan
     return out
+
+
+def variance_explained_leave_one_out(Xs, ws, Ss):
+    """Variance explained with the shared response of the *other* networks, ``S̄_{-i}``.
+
+    :func:`variance_explained` with ``S = S̄`` (the paper's measure) averages
+    every network's shared response, network ``i``'s own included, so
+    ``W_i S̄`` contains ``W_i S_i / N``, a share of ``X_i`` itself: with
+    ``k = n_units`` (``W_i`` square, so ``W_i S_i = X_i``) even networks that
+    share nothing score about ``1 / N``. Here network ``i`` is reconstructed
+    from ``S̄_{-i} = mean_{j != i} S_j`` only, so unrelated networks score
+    about ``-1 / (N - 1)`` on held-out images (a little higher on the fit
+    images, which the fit aligns as well as it can, but below 0): a positive
+    value is shared structure.
+
+    Parameters
+    ----------
+    Xs : list of array, element i of shape (n_units_i, n_images)
+        Activity of each network (at least 2).
+    ws : list of array, element i of shape (n_units_i, k)
+        The fitted maps ``W_i``.
+    Ss : list of array, element i of shape (k, n_images)
+        Every network's shared response, ``transform(model, Xs)``.
+
+    Returns
+    -------
+    r2 : ndarray of float64, shape (n_subjects,)
+        ``1 - mean((W_i S̄_{-i} - X_i)**2) / var(X_i)`` per network.
+    """
+    if isinstance(Ss, np.ndarray) and Ss.ndim == 3:
+        Ss = list(Ss)
+    if not isinstance(Ss, (list, tuple)) or len(Ss) < 2:
+        raise ValueError(f"Ss must be a list of at least 2 shared responses (k, n_images), one per network; "
+                         f"got {len(Ss) if isinstance(Ss, (list, tuple)) else type(Ss).__name__}")
+    Ss = [np.asarray(S, dtype=np.float64) for S in Ss]
+    shapes = {S.shape for S in Ss}
+    if len(shapes) > 1:
+        raise ValueError(f"every shared response must have the same shape (k, n_images); got {sorted(shapes)}")
+    total = np.sum(Ss, axis=0)  # (k, n_images)
+    others = [(total - S) / (len(Ss) - 1) for S in Ss]  # S̄_{-i}, each (k, n_images)
+    return variance_explained(Xs, ws, others)
+

@@ -1,9 +1,11 @@
 """Run the XOR simulation (paper Fig. 5 and Fig. 6) and write its tidy results table.
 
-The paper's settings, then the same plus both sweeps and the figures::
+The paper's settings, then the same plus both sweeps and the figures, then the
+original code's data, initialisation, orthogonal copies and whole-matrix comparison::
 
     python simulation/run_sim.py
     python simulation/run_sim.py --noise-sweep --k-sweep --figures
+    python simulation/run_sim.py --original --out results/simulation_original
 
 Writes into ``--out`` (default ``results/simulation``): ``results.csv`` (rep,
 transform, noise, n_components, space, measure, value), ``networks.csv``,
@@ -59,6 +61,11 @@ def build_parser() -> OneLineArgumentParser:
                    help="not in the paper: subtract each copy's unit means over the training images before "
                         "mapping the test images into the shared space (BrainIAK's SRM removes them when "
                         "fitting, not in transform)")
+    p.add_argument("--original", action="store_true",
+                   help="the original code's mode: clouds' noise with mean 1 (centres (0,0), (2,2), (2,0), "
+                        "(0,2)), PyTorch's initialisation, orthogonal copies from the QR of a uniform [0,1) "
+                        "matrix, RSMs compared as whole matrices (diagonal included); not with the sweeps or "
+                        "--center-units")
     p.add_argument("--noise-sweep", type=comma_list(non_negative_float), nargs="?", metavar="LEVELS",
                    const=DEFAULT_NOISE_LEVELS, default=(),
                    help=f"also sweep the noise SD; optional comma-separated levels "
@@ -106,14 +113,16 @@ def main(argv=None) -> int:
         n_sims=args.n_sims, n_nets=args.n_nets, n_hidden=args.n_hidden, noise=args.noise,
         n_components=args.n_components, n_epochs=args.n_epochs, seed=args.seed,
         srm_engine=args.srm_engine, center_units=args.center_units, noise_levels=args.noise_sweep, k_values=k_values,
-        sweep_sims=args.sweep_sims)
+        sweep_sims=args.sweep_sims, original=args.original)
     out = check_out(args.out)
 
     start = time.perf_counter()
     results = experiment.run_or_load(config, out, overwrite=args.overwrite, progress=not args.no_progress)
     summary = experiment.summarise(results.paper(), by=("transform", "space", "measure"))
     print(f"simulation: results in {out} ({time.perf_counter() - start:.0f} s)")
-    print(f"paper condition (noise {config.noise:g}, k {config.k}), mean [95% CI] over {config.n_sims} repetitions:")
+    which = "the original code's" if config.original else "the paper's"
+    print(f"{which} condition (noise {config.noise:g}, k {config.k}), mean [95% CI] over {config.n_sims} "
+          f"repetitions:")
     print(summary.to_string(index=False, float_format="%.3f"))
     if args.figures:
         from nnsrm.simulation import plots
