@@ -106,14 +106,24 @@ def _sq_norm(M):
     return float(np.einsum("ij,ij->i", M, M).sum(dtype=np.float64))
 
 
+def _feature_cross(Xc, Yc):
+    """``‖Xc Ycᵀ‖²_F`` from the ``p × q`` product."""
+    dtype = np.result_type(Xc, Yc)
+    return _sq_norm(Xc.astype(dtype, copy=False) @ Yc.T.astype(dtype, copy=False))  # (p, q)
+
+
+def _gram_cross(K, L):
+    """``tr(KL) = Σ K ⊙ L`` for symmetric images × images kernels."""
+    return float(np.einsum("ij,ij->i", K, L).sum(dtype=np.float64))
+
+
 def _cross_term(a, b):
     """``tr(KL) = ‖Xc Ycᵀ‖²_F`` by the cheaper of the feature and Gram routes."""
     n = a.Xc.shape[1]
     p, q = a.n_units, b.n_units
     if p * q <= n * (p + q):
-        dtype = np.result_type(a.Xc, b.Xc)
-        return _sq_norm(a.Xc.astype(dtype, copy=False) @ b.Xc.T.astype(dtype, copy=False))  # (p, q)
-    return float(np.einsum("ij,ij->i", a.gram, b.gram).sum(dtype=np.float64))
+        return _feature_cross(a.Xc, b.Xc)
+    return _gram_cross(a.gram, b.gram)
 
 
 def _self_term(a):
@@ -124,13 +134,15 @@ def _self_term(a):
     return _sq_norm(a.gram)
 
 
+def _debias(cross, d_a, d_b, total_a, total_b):
+    """``n(n-3)`` times the unbiased HSIC, from ``tr(KL)``, the kernels' diagonals and traces."""
+    n = d_a.shape[0]
+    return cross - n / (n - 2.0) * float(d_a @ d_b) + total_a * total_b / ((n - 1.0) * (n - 2.0))
+
+
 def _hsic(cross, a, b, debiased):
     """HSIC up to a factor common to all pairs of the same images (cancels in CKA)."""
-    if not debiased:
-        return cross
-    n = a.Xc.shape[1]
-    return (cross - n / (n - 2.0) * float(a.d @ b.d)
-            + a.total * b.total / ((n - 1.0) * (n - 2.0)))
+    return _debias(cross, a.d, b.d, a.total, b.total) if debiased else cross
 
 
 def _ratio(hxy, hxx, hyy, where):
