@@ -105,6 +105,9 @@ def test_pair_matrix_from_pairwise_output():
     assert np.all(np.diag(M) == 1.0)
     ci = intervals.pair_mean_interval(M)
     assert abs(ci.estimate - values.mean()) < TOL
+    M_nan = intervals.pair_matrix(pairs, values, 4)  # NaN diagonal: ignored
+    assert np.all(np.isnan(np.diag(M_nan)))
+    assert intervals.pair_mean_interval(M_nan).estimate == ci.estimate
 
 
 def test_bad_input():
