@@ -162,10 +162,11 @@ def _pearson(a, b):
 
 
 def _vector_statistic(method):
+    """``stat(a, b)`` for ``a`` from :func:`_lower_values` (ranked once) and a raw triangle ``b``."""
     if method == "pearson":
         return _pearson
     if method == "spearman":
-        return lambda a, b: _pearson(rankdata(a), rankdata(b))
+        return lambda a, b: _pearson(a, rankdata(b))
     return rank_rsa.kendall_tau_a
 
 
@@ -200,7 +201,9 @@ def mantel_test(A, B, method="pearson", n_perm=1000, random_state=0, alternative
     Returns
     -------
     NullTest
-        ``observed`` (float), ``null`` (shape (n_perm,)), ``p_value``.
+        ``observed`` (float), ``null`` (shape (n_perm,)), ``p_value``. The
+        observed value is computed the same way as the null draws; for float32
+        RSMs on the fast path it agrees with ``compare_rsms`` to about 1e-6.
 
     Notes
     -----
@@ -234,7 +237,7 @@ def mantel_test(A, B, method="pearson", n_perm=1000, random_state=0, alternative
         observed, null = _mantel_symmetric(a, B, rows, cols, method, rngs)
     else:
         stat = _vector_statistic(method)
-        observed = stat(a, _lower_values(B, rows, cols, method))
+        observed = stat(a, B[rows, cols].astype(np.float64))
         null = np.empty(n_perm)
         flat = np.ascontiguousarray(B).ravel()
         for r, rng in enumerate(rngs):
@@ -291,10 +294,11 @@ class IrsmWrsmStatistic:
         Native held-out activity of every network.
     method : {"pearson", "spearman", "kendall_tau_a"}, default "pearson"
 
-    Call
-    ----
-    ``statistic(shared_test, model=None) -> float`` with ``shared_test`` a
-    list of arrays, element i of shape (k, n_test).
+    Notes
+    -----
+    Called as ``statistic(shared_test, model=None) -> float`` with
+    ``shared_test`` a list of arrays, element i of shape (k, n_test) (the
+    signature :func:`srm_correspondence_null` uses; ``model`` is ignored).
     """
 
     def __init__(self, Xs_test, method="pearson"):
