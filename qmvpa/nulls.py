@@ -176,7 +176,7 @@ def _is_symmetric(B):
 
 
 def mantel_test(A, B, method="pearson", n_perm=1000, random_state=0, alternative="greater"):
-    """Mantel permutation test of the similarity of two RSMs.
+    """Mantel permutation test of the similarity of two RSMs (or of several RSMs with one).
 
     The statistic is :func:`qmvpa.rank_rsa.compare_rsms` ``(A, B, method)``
     (correlation of the strict lower triangles). Its null: the images of ``B``
@@ -185,8 +185,12 @@ def mantel_test(A, B, method="pearson", n_perm=1000, random_state=0, alternative
 
     Parameters
     ----------
-    A : array-like, shape (n_images, n_images)
+    A : array-like, shape (n_images, n_images), or a sequence of such
         The fixed RSM (e.g. the shared-space iRSM; need not be symmetric).
+        Several RSMs (a list, or an array of shape (n_rsms, n_images,
+        n_images)) are each tested against ``B`` under the same permutations,
+        which then cost little more than one test (e.g. the shared and the
+        native iRSM against the mean native wRSM).
     B : array-like, shape (n_images, n_images)
         The permuted RSM (e.g. the mean native wRSM).
     method : {"pearson", "spearman", "kendall_tau_a"}, default "pearson"
@@ -201,80 +205,123 @@ def mantel_test(A, B, method="pearson", n_perm=1000, random_state=0, alternative
     Returns
     -------
     NullTest
-        ``observed`` (float), ``null`` (shape (n_perm,)), ``p_value``. The
-        observed value is computed the same way as the null draws; for float32
-        RSMs on the fast path it agrees with ``compare_rsms`` to about 1e-6.
+        ``observed`` (float; shape (n_rsms,) for several ``A``), ``null``
+        (shape (n_perm,) or (n_perm, n_rsms)), ``p_value``. The observed
+        value is computed the same way as the null draws; for float32 RSMs on
+        the fast path it agrees with ``compare_rsms`` to about 1e-6.
 
     Notes
     -----
     Fast path (Pearson or Spearman, ``B`` symmetric to 1e-6 relative): a
     permutation of a symmetric RSM permutes its lower-triangle values, so
     their mean and spread, and for Spearman their ranks, are computed once;
-    each permutation is then one gather ``B[π][:, π]`` and one weighted sum
-    with ``A``'s standardised lower triangle, ``O(n_images²)`` in ``B``'s
-    floating type (sums in float64). About 15–25 ms per permutation for
-    2,000 images on one core (``bench/bench_measures.py``). Otherwise (an
-    asymmetric ``B``, or Kendall τ-a, ``O(m log m)`` per permutation for
-    ``m = n(n-1)/2``; about 1 s for 2,000 images) the permuted lower
-    triangle is gathered through precomputed indices and the statistic
-    recomputed.
+    each permutation is then a gather of ``B[π][:, π]`` and a weighted sum
+    with ``A``'s standardised lower triangle, both ``O(n_images²)`` in ``B``'s
+    floating type (sums in float64). The gather is done in blocks of rows,
+    each only as far as the lower triangle reaches, which keeps it in cache:
+    about 10–15 ms per permutation for 2,000 images on one core, a few ms
+    more per extra ``A`` (``bench/bench_measures.py``). Otherwise (an asymmetric ``B``, or
+    Kendall τ-a, ``O(m log m)`` per permutation for ``m = n(n-1)/2``; about
+    1 s for 2,000 images) the permuted lower triangle is gathered through
+    precomputed indices and the statistic recomputed.
     """
     if method not in rank_rsa.COMPARE_METHODS:
         raise ValueError(f"method must be one of {rank_rsa.COMPARE_METHODS}, got {method!r}")
     if alternative not in ALTERNATIVES:
         raise ValueError(f"alternative must be one of {ALTERNATIVES}, got {alternative!r}")
     n_perm = _check_count(n_perm, "n_perm")
-    A, B = np.asarray(A), np.asarray(B)
-    if A.shape != B.shape:
-        raise ValueError(f"the two RSMs must have the same shape, got {A.shape} and {B.shape}")
-    if A.ndim != 2 or A.shape[0] != A.shape[1] or A.shape[0] < 3:
-        raise ValueError(f"expected square RSMs of at least 3 × 3 images, got shape {A.shape}")
-    n = A.shape[0]
+    several = isinstance(A, (list, tuple)) or np.ndim(A) == 3
+    As = [np.asarray(M) for M in A] if several else [np.asarray(A)]
+    if not As:
+        raise ValueError("A must hold at least one RSM")
+    B = np.asarray(B)
+    for M in As:
+        if M.shape != B.shape:
+            raise ValueError(f"the two RSMs must have the same shape, got {M.shape} and {B.shape}")
+    if B.ndim != 2 or B.shape[0] != B.shape[1] or B.shape[0] < 3:
+        raise ValueError(f"expected square RSMs of at least 3 × 3 images, got shape {B.shape}")
+    n = B.shape[0]
     rows, cols = np.tril_indices(n, k=-1)  # (m,), (m,)
-    a = _lower_values(A, rows, cols, method)  # (m,) float64
+    a_list = [_lower_values(M, rows, cols, method) for M in As]  # each (m,) float64
     rngs = _draw_rngs(random_state, n_perm)
     if method != "kendall_tau_a" and _is_symmetric(B):
-        observed, null = _mantel_symmetric(a, B, rows, cols, method, rngs)
+        observed, null = _mantel_symmetric(a_list, B, rows, cols, method, rngs)
     else:
         stat = _vector_statistic(method)
-        observed = stat(a, B[rows, cols].astype(np.float64))
-        null = np.empty(n_perm)
+        b = B[rows, cols].astype(np.float64)
+        observed = np.array([stat(a, b) for a in a_list])
+        null = np.empty((n_perm, len(a_list)))
         flat = np.ascontiguousarray(B).ravel()
         for r, rng in enumerate(rngs):
             p = rng.permutation(n)
             b = flat[p[rows] * n + p[cols]].astype(np.float64)  # (m,) lower triangle of B[p][:, p]
-            null[r] = stat(a, b)
-    if not np.isfinite(observed):
-        log.warning("mantel_test: the observed statistic is NaN (a constant RSM triangle)")
+            null[r] = [stat(a, b) for a in a_list]
+    if not np.all(np.isfinite(observed)):
+        log.warning("mantel_test: an observed statistic is NaN (a constant RSM triangle)")
+    if not several:
+        observed, null = observed[0], null[:, 0]
     return _result(observed, null, alternative)
 
 
-def _mantel_symmetric(a, B, rows, cols, method, rngs):
-    """Pearson (of ranks for Spearman) of ``a`` with each permuted symmetric ``B``."""
+class _PermutedLowerSums:
+    """``Σ_{j <= i} W_k[i, j] · B[p_i, p_j]`` for weight matrices ``W_k`` and any permutation ``p``.
+
+    The gather of ``B[p][:, p]`` is done in blocks of rows, each only as far as
+    the lower triangle reaches (``j <= i``): about half of ``n²`` entries, and
+    a block of ``B`` and of each ``W_k`` stays in cache (3-4x faster than
+    gathering the whole matrix at 2,000 images).
+
+    Ws : list of array, each (n, n); only the lower triangle and diagonal are used.
+    B : array (n, n).
+    """
+
+    block_rows = 128
+
+    def __init__(self, Ws, B):
+        n = B.shape[0]
+        self.B = B
+        self.edges = list(range(0, n, self.block_rows)) + [n]
+        self.blocks = []  # per W: per row block r0:r1, the rows' lower triangle, columns :r1
+        for W in Ws:
+            blocks = []
+            for r0, r1 in zip(self.edges[:-1], self.edges[1:]):
+                block = np.tril(W[r0:r1, :r1], k=r0).astype(B.dtype)  # (r1 - r0, r1), j <= i
+                blocks.append(block)
+            self.blocks.append(blocks)
+
+    def __call__(self, p):
+        out = np.zeros(len(self.blocks))
+        for i, (r0, r1) in enumerate(zip(self.edges[:-1], self.edges[1:])):
+            G = self.B.take(p[r0:r1], axis=0).take(p[:r1], axis=1)  # (r1 - r0, r1) of B[p][:, p]
+            for k, blocks in enumerate(self.blocks):
+                out[k] += np.einsum("ij,ij->i", blocks[i], G).sum(dtype=np.float64)
+        return out
+
+
+def _mantel_symmetric(a_list, B, rows, cols, method, rngs):
+    """Pearson (of ranks for Spearman) of each ``a`` with the lower triangle of each ``B[π][:, π]``.
+
+    Returns observed (n_a,) and null (n_perm, n_a).
+    """
     n = B.shape[0]
     dtype = B.dtype if B.dtype in (np.float32, np.float64) else np.float64
     b = _lower_values(B, rows, cols, method)
     b -= b.mean()
     b_norm = np.sqrt(np.dot(b, b))
-    a = a - a.mean()
-    a_norm = np.sqrt(np.dot(a, a))
-    if a_norm == 0 or b_norm == 0:
-        return float("nan"), np.full(len(rngs), np.nan)
     Bc = np.zeros((n, n), dtype=dtype)  # centred values (ranks) of B, both triangles, zero diagonal
     Bc[rows, cols] = b
     Bc[cols, rows] = b
-    Aw = np.zeros((n, n), dtype=dtype)  # A's standardised lower triangle, zeros elsewhere
-    Aw[rows, cols] = a / (a_norm * b_norm)
-    rows_taken = np.empty_like(Bc)
-    permuted = np.empty_like(Bc)
-
-    def statistic(p):
-        np.take(Bc, p, axis=0, out=rows_taken)
-        np.take(rows_taken, p, axis=1, out=permuted)  # (n, n) = Bc[p][:, p]
-        return float(np.einsum("ij,ij->i", Aw, permuted).sum(dtype=np.float64))
-
-    observed = statistic(np.arange(n))
-    null = np.array([statistic(rng.permutation(n)) for rng in rngs])
+    Ws = []
+    for a in a_list:
+        a = a - a.mean()
+        norm = np.sqrt(np.dot(a, a)) * b_norm
+        W = np.zeros((n, n), dtype=dtype)  # A's standardised strict lower triangle, zeros elsewhere
+        W[rows, cols] = a / norm if norm > 0 else np.nan
+        Ws.append(W)
+    sums = _PermutedLowerSums(Ws, Bc)
+    del Ws
+    observed = sums(np.arange(n))
+    null = np.array([sums(rng.permutation(n)) for rng in rngs]).reshape(len(rngs), len(a_list))
     return observed, null
 
 
@@ -461,9 +508,9 @@ def cka_permutation_test(X, Y, debiased=False, n_perm=1000, random_state=0):
     -----
     Shuffling images leaves each network's self-similarity unchanged, so only
     the cross term is recomputed: ``‖X Y[:, π]ᵀ‖²`` (``p q n`` multiply-adds)
-    or, when ``p q > 100 n``, the gather ``Σ K ⊙ L[π][:, π]`` of the images ×
-    images kernels made once (``O(n²)`` per permutation, ``2 n²`` floats of
-    memory).
+    or, when ``p q > 100 n``, the blocked gather ``Σ K ⊙ L[π][:, π]`` of the
+    images × images kernels made once (``O(n²)`` per permutation, about
+    ``2 n²`` floats of memory).
     """
     X, Y = _cka._as_activity(X, "X"), _cka._as_activity(Y, "Y")
     if X.shape[1] != Y.shape[1]:
@@ -477,14 +524,17 @@ def cka_permutation_test(X, Y, debiased=False, n_perm=1000, random_state=0):
     hyy = _cka._hsic(_cka._self_term(b), b, b, debiased)
     use_gram = a.n_units * b.n_units > _GRAM_PERMUTE_RATIO * n
     if use_gram:
-        K, L = a.gram, b.gram  # (n, n) each
-        rows_taken, permuted = np.empty_like(L), np.empty_like(L)
+        # tr(K L') = Σ_{j<=i} W[i, j] L'[i, j] with W = 2 tril(K, -1) + diag(K), both symmetric
+        K = a.gram  # (n, n)
+        W = np.tril(K, k=-1) * 2
+        W[np.diag_indices(n)] = np.diag(K)
+        cross_sum = _PermutedLowerSums([W], b.gram)
+        del K, W
+        a._gram = None
 
     def value(p):
         if use_gram:
-            np.take(L, p, axis=0, out=rows_taken)
-            np.take(rows_taken, p, axis=1, out=permuted)  # (n, n) = L[p][:, p]
-            cross = _cka._gram_cross(K, permuted)
+            cross = float(cross_sum(p)[0])
         else:
             cross = _cka._feature_cross(a.Xc, b.Xc[:, p])
         hxy = _cka._debias(cross, a.d, b.d[p], a.total, b.total) if debiased else cross

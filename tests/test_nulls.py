@@ -69,6 +69,22 @@ def test_mantel_matches_brute_force(method, symmetric_b):
     assert res.p_value == nulls.permutation_p_value(res.observed, res.null)
 
 
+@pytest.mark.parametrize("method", rank_rsa.COMPARE_METHODS)
+def test_mantel_several_rsms_share_the_permutations(method):
+    A1, B = _rsm_pair(3, n=200 if method != "kendall_tau_a" else 15)  # 200 images: two row blocks
+    A2 = rsa.within_rsm(np.random.default_rng(4).standard_normal((5, B.shape[0])))
+    n_perm = 5 if method == "kendall_tau_a" else 10
+    both = nulls.mantel_test([A1, A2], B, method, n_perm=n_perm, random_state=5)
+    assert both.null.shape == (n_perm, 2) and both.p_value.shape == (2,)
+    for k, A in enumerate((A1, A2)):
+        single = nulls.mantel_test(A, B, method, n_perm=n_perm, random_state=5)
+        np.testing.assert_allclose(both.null[:, k], single.null, rtol=0, atol=TOL)
+        assert abs(both.observed[k] - rank_rsa.compare_rsms(A, B, method)) < TOL
+    perms = _perms(5, n_perm, B.shape[0])
+    np.testing.assert_allclose(both.null[:, 0], [rank_rsa.compare_rsms(A1, B[p][:, p], method)
+                                                 for p in perms], rtol=0, atol=TOL)
+
+
 def test_mantel_float32_fast_path_close_to_float64():
     A, B = _rsm_pair(1, n=40)
     res64 = nulls.mantel_test(A, B, n_perm=50)
