@@ -23,7 +23,7 @@ import numpy as np
 from nnsrm.activation_files import ActivationArray, check_dtype, check_shape
 from nnsrm.errors import UsageError
 
-#: ``<prefix><value>``: letters, an optional ``_`` or ``-``, and a non-negative integer (``epoch_003``, ``step500``, ``7``).
+#: ``<prefix><value>``: letters, an optional ``_`` or ``-``, a non-negative integer (``epoch_003``, ``step500``, ``7``).
 CHECKPOINT_NAME = re.compile(r"^([A-Za-z]*)[_-]?(\d+)$")
 #: Layer names become folder names of the stage-3 outputs: letters, digits, ``_ . + -``, not starting with a dot.
 LAYER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
@@ -40,7 +40,7 @@ class ArrayInfo:
 
 
 def parse_checkpoint(name) -> tuple[str, int] | None:
-    """``(prefix, value)`` of a checkpoint name (``"epoch_003"`` → ``("epoch", 3)``, ``5`` → ``("", 5)``), or None."""
+    """``(prefix, value)`` of a checkpoint name, e.g. ``"epoch_003"`` → ``("epoch", 3)``; None if it is not one."""
     if isinstance(name, (int, np.integer)) and not isinstance(name, bool):
         return ("", int(name)) if name >= 0 else None
     m = CHECKPOINT_NAME.match(str(name))

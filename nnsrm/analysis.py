@@ -248,7 +248,8 @@ def analyse_job(root, data: str, model: str, epoch: int, layer: str, subjects: S
     out_dir.mkdir(parents=True, exist_ok=True)
     save_npz(out_dir / RESULTS_NAME, **arrays)
     fig = vis.plot_rsm_quad(arrays["wrsm_native"], arrays["irsm_native"], arrays["wrsm_shared"],
-                            arrays["irsm_shared"], title=f"{data} {model}, epoch {epoch}, layer {layer}: r(shared iRSM, wRSM) = "
+                            arrays["irsm_shared"],
+                            title=f"{data} {model}, epoch {epoch}, layer {layer}: r(shared iRSM, wRSM) = "
                                   f"{r_shared:.2f}, r(native iRSM, wRSM) = {r_native:.2f}")
     with atomic_path(out_dir / PLOT_NAME, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=100)

@@ -270,7 +270,8 @@ def scan_source(source, labels=None) -> Scan:
     if layer_file is not None:
         layers, layers_from, explicit = _read_layer_order(layer_file), str(layer_file), True
     elif first in stored_orders and (stored_orders[first][1] or len(stored_orders[first][0]) == 1):
-        layers, layers_from, explicit = stored_orders[first][0], f"the order of the arrays in {stored_orders[first][2]}", False
+        order, _, stored_in = stored_orders[first]
+        layers, layers_from, explicit = order, f"the order of the arrays in {stored_in}", False
     elif len(first_layers) == 1:
         layers, layers_from, explicit = first_layers, "the only layer", False
     else:
