@@ -71,7 +71,7 @@ def network_ids(names: Sequence[str]) -> dict[str, int]:
         numbers = [int(m.group(2)) for m in matches]
         if len(prefixes) == 1 and len(set(numbers)) == len(numbers):
             return dict(sorted(zip(names, numbers), key=lambda t: t[1]))
-    return {name: i for i, name in enumerate(sorted(names, key=_natural_key))}
+    return {name: i for i, name in enumerate(sorted(names, key=lambda n: (_natural_key(n), n)))}
 
 
 def check_layer_name(layer: str, where: str) -> str:
