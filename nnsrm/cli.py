@@ -74,16 +74,51 @@ def fraction(text: str) -> float:
     return value
 
 
-def add_condition_args(parser: argparse.ArgumentParser, data_choices, model_choices) -> None:
-    """Flags that name the experiment condition and the results root."""
-    parser.add_argument("--data", default="digits", choices=sorted(data_choices),
-                        help="dataset (default: %(default)s, the offline default)")
-    parser.add_argument("--model", default="conv", choices=sorted(model_choices),
-                        help="architecture (default: %(default)s)")
+def condition_name(text: str) -> str:
+    """argparse type: a name that can name a condition's folder (letters, digits, ``_ . + -``)."""
+    import re
+
+    if not re.match(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$", text):
+        raise argparse.ArgumentTypeError(f"{text!r} cannot name a folder: use letters, digits and _ . + -")
+    return text
+
+
+def add_condition_args(parser: argparse.ArgumentParser, data_choices, model_choices,
+                       registered: bool = False) -> None:
+    """Flags that name the experiment condition and the results root.
+
+    With ``registered``, ``--data`` and ``--model`` also accept the names of
+    activations registered with ``nnsrm register`` (any folder name); the
+    command checks them (:func:`check_condition`).
+    """
+    if registered:
+        also = ", or a condition registered with nnsrm register"
+        parser.add_argument("--data", default="digits", type=condition_name,
+                            help=f"dataset: {', '.join(sorted(data_choices))}{also} (default: %(default)s)")
+        parser.add_argument("--model", default="conv", type=condition_name,
+                            help=f"architecture: {', '.join(sorted(model_choices))}{also} (default: %(default)s)")
+    else:
+        parser.add_argument("--data", default="digits", choices=sorted(data_choices),
+                            help="dataset (default: %(default)s, the offline default)")
+        parser.add_argument("--model", default="conv", choices=sorted(model_choices),
+                            help="architecture (default: %(default)s)")
     parser.add_argument("--root", type=Path, default=Path("results"),
                         help="results root; every output goes under ROOT/<data>/<model>/ (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true",
                         help="redo jobs whose outputs already exist (default: skip complete jobs)")
+
+
+def check_condition(root: Path, data: str, model: str, data_choices, model_choices) -> None:
+    """Raise a one-line error if ``data`` × ``model`` is neither a configured nor a registered condition."""
+    from nnsrm.paths import ResultsLayout
+
+    if (data in data_choices and model in model_choices) or ResultsLayout(root, data, model).manifest_path.is_file():
+        return
+    bad = f"--data {data!r}" if data not in data_choices else f"--model {model!r}"
+    raise UsageError(f"{bad}: not a configured condition (data: {', '.join(sorted(data_choices))}; model: "
+                     f"{', '.join(sorted(model_choices))}), and nothing is registered as {data}×{model} under {root}; "
+                     f"register your activations first: nnsrm register --source DIR --data {data} --model {model} "
+                     f"--root {root}")
 
 
 def add_engine_args(parser: argparse.ArgumentParser) -> None:

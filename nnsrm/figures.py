@@ -118,7 +118,7 @@ def check_analyses(root, data: str, model: str) -> ResultsLayout:
         raise FileNotFoundError(f"no results for {cond} under {layout.root} (analysed there: {found}): run "
                                 f"{_run('train_cifar.py', layout)} first")
     if not layout.summary_path.is_file():
-        if not layout.layers_path.is_file():
+        if not layout.layers_path.is_file() and not layout.manifest_path.is_file():
             raise FileNotFoundError(f"no activations for {cond} under {layout.root}: run "
                                     f"{_run('save_acts_cifar.py', layout)} first")
         raise FileNotFoundError(f"no analyses for {cond} under {layout.root}: run "

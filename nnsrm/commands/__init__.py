@@ -8,6 +8,7 @@ at the top of the repository (``train_cifar.py``, ``save_acts_cifar.py``,
 
     nnsrm train    ...   = python train_cifar.py ...       stage 1
     nnsrm extract  ...   = python save_acts_cifar.py ...   stage 2
+    nnsrm register ...                                     your own activations instead of stages 1-2
     nnsrm analyse  ...   = python run_analyses.py ...      stage 3
     nnsrm figures  ...   = python make_figures.py ...
     nnsrm status   ...   = python status.py ...
@@ -20,10 +21,11 @@ import importlib
 import sys
 from typing import Sequence
 
-#: command name -> (module under nnsrm.commands, the repository script it stands for, one line of help)
+#: command name -> (module under nnsrm.commands, the repository script it stands for or None, one line of help)
 COMMANDS = {
     "train": ("train", "train_cifar.py", "stage 1: train N seeds of a network"),
     "extract": ("extract", "save_acts_cifar.py", "stage 2: save hidden activity on the test images"),
+    "register": ("register", None, "bring your own activations: register a folder of them as a condition"),
     "analyse": ("analyse", "run_analyses.py", "stage 3: SRM alignment and RSA per epoch × layer"),
     "figures": ("figures", "make_figures.py", "the paper's figures for a condition"),
     "status": ("status", "status.py", "what is complete, missing, stale or corrupt under a root"),
@@ -36,7 +38,7 @@ def run_command(name: str, argv: Sequence[str] | None = None, prog: str | None =
     from nnsrm.cli import run_main
 
     module = importlib.import_module(f"nnsrm.commands.{COMMANDS[name][0]}")
-    return run_main(module.main, argv, prog=prog or COMMANDS[name][1])
+    return run_main(module.main, argv, prog=prog or COMMANDS[name][1] or f"nnsrm {name}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

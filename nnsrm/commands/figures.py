@@ -42,10 +42,12 @@ def positive_float(text: str) -> float:
 
 def build_parser():
     parser = cli.OneLineArgumentParser(prog=cli.program_name(PROG), description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default="digits", choices=sorted(config.DATASETS),
-                        help="dataset (default: %(default)s)")
-    parser.add_argument("--model", default="conv", choices=sorted(config.MODELS),
-                        help="architecture (default: %(default)s)")
+    parser.add_argument("--data", default="digits", type=cli.condition_name,
+                        help=f"dataset: {', '.join(sorted(config.DATASETS))}, or a condition registered with "
+                             f"nnsrm register (default: %(default)s)")
+    parser.add_argument("--model", default="conv", type=cli.condition_name,
+                        help=f"architecture: {', '.join(sorted(config.MODELS))}, or a condition registered with "
+                             f"nnsrm register (default: %(default)s)")
     parser.add_argument("--root", type=Path, default=Path("results"),
                         help="results root the stage scripts wrote (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=None,
