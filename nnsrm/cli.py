@@ -139,20 +139,23 @@ def check_engine(args) -> None:
         check_scheduler(scheduler_address(args.scheduler))
 
 
-def check_root(root: Path) -> Path:
-    """Validate the results root: it may not exist yet, but it may not be a file."""
+def check_root(root: Path, flag: str = "--root") -> Path:
+    """Validate an output folder (the results root): it may not exist yet, but it may not be a file.
+
+    ``flag`` names the option in the messages (``--root``, ``--out``).
+    """
     root = Path(root)
     if root.exists() and not root.is_dir():
-        raise UsageError(f"--root {root} is a file, not a directory; pass a folder for the results")
+        raise UsageError(f"{flag} {root} is a file, not a folder; pass a folder for the results")
     for parent in root.parents:
         if parent.exists():
             if not parent.is_dir():
-                raise UsageError(f"--root {root}: {parent} is a file, not a directory")
+                raise UsageError(f"{flag} {root}: {parent} is a file, not a folder")
             if not os.access(parent, os.W_OK) and not root.exists():
-                raise UsageError(f"--root {root}: cannot create it, {parent} is not writable")
+                raise UsageError(f"{flag} {root}: cannot create it, {parent} is not writable")
             break
     if root.exists() and not os.access(root, os.W_OK):
-        raise UsageError(f"--root {root} is not writable; pass a folder you can write to")
+        raise UsageError(f"{flag} {root} is not writable; pass a folder you can write to")
     return root
 
 

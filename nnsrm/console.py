@@ -67,7 +67,7 @@ def setup(verbose: int = 0, prog: str | None = None) -> None:
     console = _TqdmAwareHandler(sys.stderr)
     console._nnsrm = True
     console.setLevel(logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG)
-    fmt = f"{prog}: %(levelname)s: %(message)s" if prog and verbose <= 0 else "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    fmt = f"{prog}: %(levelname)s: %(message)s" if prog and verbose <= 0 else _FORMAT
     console.setFormatter(logging.Formatter(fmt, datefmt="%H:%M:%S"))
     if verbose < 2:
         console.addFilter(_not_chatty)

@@ -48,6 +48,8 @@ import logging
 
 import numpy as np
 
+from qmvpa._validation import as_matrix, as_network_list
+
 log = logging.getLogger(__name__)
 
 __all__ = ["linear_cka", "pairwise_cka"]
@@ -57,15 +59,6 @@ MIN_IMAGES = {False: 2, True: 4}
 
 
 # --------------------------------------------------------------------------- checks
-
-def _as_activity(X, name):
-    X = np.asarray(X)
-    if X.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (n_units, n_images), got shape {X.shape}")
-    if not np.issubdtype(X.dtype, np.floating):
-        X = X.astype(np.float64)
-    return X
-
 
 def _check_images(n_images, debiased, what):
     need = MIN_IMAGES[bool(debiased)]
@@ -185,7 +178,7 @@ def linear_cka(X, Y, debiased=False):
         ``X`` or ``Y`` not 2-D, different image counts, or fewer than 2 images
         (4 for ``debiased=True``).
     """
-    X, Y = _as_activity(X, "X"), _as_activity(Y, "Y")
+    X, Y = as_matrix(X, "X"), as_matrix(Y, "Y")
     if X.shape[1] != Y.shape[1]:
         raise ValueError(f"X and Y must have the same number of images (columns): "
                          f"X has {X.shape[1]}, Y has {Y.shape[1]}")
@@ -222,17 +215,8 @@ def pairwise_cka(Xs, debiased=False):
         Fewer than 2 networks, an array not 2-D, image counts that differ, or
         too few images for the estimator.
     """
-    if isinstance(Xs, np.ndarray) and Xs.ndim == 3:
-        Xs = list(Xs)
-    if not isinstance(Xs, (list, tuple)):
-        raise ValueError(f"Xs must be a list of (n_units, n_images) arrays, got {type(Xs).__name__}")
-    if len(Xs) < 2:
-        raise ValueError(f"Xs must hold at least 2 networks, got {len(Xs)}")
-    Xs = [_as_activity(X, f"Xs[{i}]") for i, X in enumerate(Xs)]
-    n_images = [X.shape[1] for X in Xs]
-    if len(set(n_images)) > 1:
-        raise ValueError(f"every network must see the same images; image counts differ: {n_images}")
-    _check_images(n_images[0], debiased, "Xs")
+    Xs = as_network_list(Xs, min_networks=2, what="pairwise CKA")
+    _check_images(Xs[0].shape[1], debiased, "Xs")
     cents = [_Centred(X) for X in Xs]
     selfs = [_hsic(_self_term(c), c, c, debiased) for c in cents]
     n = len(Xs)

@@ -38,6 +38,8 @@ import logging
 
 import numpy as np
 
+from qmvpa._validation import as_network_list, check_finite
+
 log = logging.getLogger(__name__)
 
 __all__ = ["default_classifier", "cross_network_accuracy", "within_network_accuracy",
@@ -76,17 +78,8 @@ def default_classifier(C=DEFAULT_C, max_iter=1000):
 
 def _check_networks(Xs, labels, same_features):
     """Validated float arrays (units × images) and integer-coded labels."""
-    if isinstance(Xs, np.ndarray) and Xs.ndim == 3:
-        Xs = list(Xs)
-    if not isinstance(Xs, (list, tuple)):
-        raise ValueError(f"Xs must be a list of (n_units, n_images) arrays, one per network; "
-                         f"got {type(Xs).__name__}")
-    Xs = [np.asarray(X) for X in Xs]
-    for i, X in enumerate(Xs):
-        if X.ndim != 2:
-            raise ValueError(f"Xs[{i}] must be 2-D (n_units, n_images), got shape {X.shape}")
-        if not np.all(np.isfinite(X)):
-            raise ValueError(f"Xs[{i}] contains NaN or Inf values")
+    Xs = as_network_list(Xs, min_networks=1, what="decoding")
+    check_finite(Xs)
     labels = np.asarray(labels)
     if labels.ndim != 1:
         raise ValueError(f"labels must be 1-D (n_images,), got shape {labels.shape}")

@@ -35,6 +35,8 @@ import logging
 
 import numpy as np
 
+from qmvpa._validation import as_matrix, as_network_list
+
 log = logging.getLogger(__name__)
 
 __all__ = ["cross_correlation", "pairwise_isc", "pairwise_mean_cross_correlation",
@@ -42,24 +44,12 @@ __all__ = ["cross_correlation", "pairwise_isc", "pairwise_mean_cross_correlation
 
 
 def _as_2d(X, name):
-    X = np.asarray(X)
-    if X.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (n_units, n_images), got shape {X.shape}")
-    return X.astype(np.float64, copy=False)
+    return as_matrix(X, name).astype(np.float64, copy=False)
 
 
 def _check_networks(Xs, same_units):
-    if isinstance(Xs, np.ndarray) and Xs.ndim == 3:
-        Xs = list(Xs)
-    if not isinstance(Xs, (list, tuple)):
-        raise ValueError(f"Xs must be a list of (n_units, n_images) arrays, one per network; "
-                         f"got {type(Xs).__name__}")
-    if len(Xs) < 2:
-        raise ValueError(f"need at least 2 networks to compare, got {len(Xs)}")
-    Xs = [_as_2d(X, f"Xs[{i}]") for i, X in enumerate(Xs)]
-    n_images = [X.shape[1] for X in Xs]
-    if len(set(n_images)) > 1:
-        raise ValueError(f"every network must see the same images; image counts differ: {n_images}")
+    Xs = [X.astype(np.float64, copy=False)
+          for X in as_network_list(Xs, min_networks=2, what="an inter-subject comparison")]
     if same_units:
         units = [X.shape[0] for X in Xs]
         if len(set(units)) > 1:

@@ -34,6 +34,7 @@ import logging
 
 import numpy as np
 
+from qmvpa._validation import as_matrix
 from qmvpa import cka as _cka
 from qmvpa import factor, rank_rsa, rsa
 from qmvpa import procrustes as _procrustes
@@ -212,8 +213,8 @@ def layer_similarity_matrix(test_a, test_b, measure, fit_a=None, fit_b=None, n_i
     elif measure in ("cka", "cka_debiased"):
         debiased = measure == "cka_debiased"
         _cka._check_images(test_a[0].shape[1], debiased, "test_a and test_b")
-        ca = [_cka._Centred(_cka._as_activity(X, "test_a")) for X in test_a]
-        cb = [_cka._Centred(_cka._as_activity(X, "test_b")) for X in test_b]
+        ca = [_cka._Centred(as_matrix(X, "test_a")) for X in test_a]
+        cb = [_cka._Centred(as_matrix(X, "test_b")) for X in test_b]
         sa = [_cka._hsic(_cka._self_term(c), c, c, debiased) for c in ca]
         sb = [_cka._hsic(_cka._self_term(c), c, c, debiased) for c in cb]
         for l in range(len(ca)):
@@ -221,11 +222,11 @@ def layer_similarity_matrix(test_a, test_b, measure, fit_a=None, fit_b=None, n_i
                 hxy = _cka._hsic(_cka._cross_term(ca[l], cb[m]), ca[l], cb[m], debiased)
                 S[l, m] = _cka._ratio(hxy, sa[l], sb[m], f"layers {l}, {m}")
     else:
-        na = [_procrustes._normalised(_procrustes._as_activity(X, "test_a")) for X in test_a]
-        nb = [_procrustes._normalised(_procrustes._as_activity(X, "test_b")) for X in test_b]
+        na = [_procrustes._normalised(as_matrix(X, "test_a")) for X in test_a]
+        nb = [_procrustes._normalised(as_matrix(X, "test_b")) for X in test_b]
         if use_fit:
-            fa = [_procrustes._normalised(_procrustes._as_activity(X, "fit_a")) for X in fit_a]
-            fb = [_procrustes._normalised(_procrustes._as_activity(X, "fit_b")) for X in fit_b]
+            fa = [_procrustes._normalised(as_matrix(X, "fit_a")) for X in fit_a]
+            fb = [_procrustes._normalised(as_matrix(X, "fit_b")) for X in fit_b]
         for l in range(len(na)):
             for m in range(len(nb)):
                 if na[l] is None or nb[m] is None or (use_fit and (fa[l] is None or fb[m] is None)):

@@ -37,6 +37,7 @@ import logging
 import numpy as np
 from scipy.stats import rankdata
 
+from qmvpa._validation import as_matrix, as_network_list
 from qmvpa import cka as _cka
 from qmvpa import factor, rank_rsa, rsa
 from qmvpa import procrustes as _procrustes
@@ -359,21 +360,7 @@ class IrsmWrsmStatistic:
 
 
 def _check_networks(Xs, name):
-    if isinstance(Xs, np.ndarray) and Xs.ndim == 3:
-        Xs = list(Xs)
-    if not isinstance(Xs, (list, tuple)):
-        raise ValueError(f"{name} must be a list of (n_units, n_images) arrays, got {type(Xs).__name__}")
-    if len(Xs) < 2:
-        raise ValueError(f"{name} must hold at least 2 networks, got {len(Xs)}")
-    Xs = [np.asarray(X) for X in Xs]
-    for i, X in enumerate(Xs):
-        if X.ndim != 2:
-            raise ValueError(f"{name}[{i}] must be 2-D (n_units, n_images), got shape {X.shape}")
-    n_images = [X.shape[1] for X in Xs]
-    if len(set(n_images)) > 1:
-        raise ValueError(f"every network in {name} must see the same images; image counts differ: "
-                         f"{n_images}")
-    return Xs
+    return as_network_list(Xs, min_networks=2, name=name, what="the correspondence-broken SRM null")
 
 
 def srm_correspondence_null(Xs_fit, Xs_test, statistic=None, n_refits=20, n_components=None,
@@ -512,7 +499,7 @@ def cka_permutation_test(X, Y, debiased=False, n_perm=1000, random_state=0):
     images × images kernels made once (``O(n²)`` per permutation, about
     ``2 n²`` floats of memory).
     """
-    X, Y = _cka._as_activity(X, "X"), _cka._as_activity(Y, "Y")
+    X, Y = as_matrix(X, "X"), as_matrix(Y, "Y")
     if X.shape[1] != Y.shape[1]:
         raise ValueError(f"X and Y must have the same number of images (columns): "
                          f"X has {X.shape[1]}, Y has {Y.shape[1]}")

@@ -36,6 +36,8 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+
+from qmvpa._validation import as_matrix, as_network_list
 import scipy.linalg
 
 log = logging.getLogger(__name__)
@@ -45,17 +47,8 @@ __all__ = ["procrustes_rotation", "procrustes_distance", "pairwise_procrustes"]
 
 # --------------------------------------------------------------------------- helpers
 
-def _as_activity(X, name):
-    X = np.asarray(X)
-    if X.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (n_units, n_images), got shape {X.shape}")
-    if not np.issubdtype(X.dtype, np.floating):
-        X = X.astype(np.float64)
-    return X
-
-
 def _check_pair(X, Y, nx, ny):
-    X, Y = _as_activity(X, nx), _as_activity(Y, ny)
+    X, Y = as_matrix(X, nx), as_matrix(Y, ny)
     if X.shape[1] != Y.shape[1]:
         raise ValueError(f"{nx} and {ny} must have the same number of images (columns): "
                          f"{nx} has {X.shape[1]}, {ny} has {Y.shape[1]}")
@@ -65,17 +58,8 @@ def _check_pair(X, Y, nx, ny):
 
 
 def _check_list(Xs, name):
-    if isinstance(Xs, np.ndarray) and Xs.ndim == 3:
-        Xs = list(Xs)
-    if not isinstance(Xs, (list, tuple)):
-        raise ValueError(f"{name} must be a list of (n_units, n_images) arrays, got {type(Xs).__name__}")
-    if len(Xs) < 2:
-        raise ValueError(f"{name} must hold at least 2 networks, got {len(Xs)}")
-    Xs = [_as_activity(X, f"{name}[{i}]") for i, X in enumerate(Xs)]
+    Xs = as_network_list(Xs, min_networks=2, name=name, what="a Procrustes distance matrix")
     n_images = [X.shape[1] for X in Xs]
-    if len(set(n_images)) > 1:
-        raise ValueError(f"every network in {name} must see the same images; image counts differ: "
-                         f"{n_images}")
     if n_images[0] < 2:
         raise ValueError(f"{name} needs at least 2 images, got {n_images[0]}")
     return Xs

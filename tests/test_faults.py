@@ -256,7 +256,7 @@ CASES = [
     ("mismatched image counts", "run_analyses", "images", [], r"image counts disagree .*dense1\.npy \(892\)", True),
     ("mismatched unit counts", "run_analyses", "units", [], r"unit counts disagree across subjects", True),
     ("NaN activations", "run_analyses", "nan", [], r"pool1\.npy contains NaN or Inf activations", True),
-    ("results root is a file", "train_cifar", "empty", ["--root", "{file}"], r"is a file, not a directory", False),
+    ("results root is a file", "train_cifar", "empty", ["--root", "{file}"], r"is a file, not a folder", False),
     ("unwritable results root", "train_cifar", "empty", ["--root", "{locked}/results"],
      r"cannot create it, .* is not writable", False),
     ("unwritable results root, stage 3", "run_analyses", "demo", ["--root", "{locked}"],

@@ -77,7 +77,7 @@ def test_procrustes_matrix_what_it_is_invariant_to():
 
 
 @pytest.mark.parametrize("call, match", [
-    (lambda Xs: intersubject.pairwise_isc(Xs[:1]), "need at least 2 networks to compare, got 1"),
+    (lambda Xs: intersubject.pairwise_isc(Xs[:1]), r"needs at least 2 networks \(subjects\), got 1"),
     (lambda Xs: intersubject.pairwise_isc([Xs[0], Xs[1][:3]]),
      r"pairwise_isc pairs unit u .* same number of units; got \[6, 3\]"),
     (lambda Xs: intersubject.procrustes_disparity_matrix([Xs[0], Xs[1][:, :4]]),

@@ -55,7 +55,8 @@ def build_parser():
     parser.add_argument("--epoch", type=int, default=None,
                         help="epoch of Fig. 3 and the trajectories (default: the final analysed epoch)")
     parser.add_argument("--layer", default=None,
-                        help="layer of Fig. 3 and the trajectories (default: the deepest analysed layer below the logits)")
+                        help="layer of Fig. 3 and the trajectories "
+                             "(default: the deepest analysed layer below the logits)")
     parser.add_argument("--only", choices=NOTEBOOKS, nargs="+", default=list(NOTEBOOKS), metavar="NOTEBOOK",
                         help=f"execute only these notebooks (default: both: {' '.join(NOTEBOOKS)})")
     parser.add_argument("--gif-seconds", type=positive_float, default=8.0,
@@ -147,7 +148,8 @@ def main(argv=None):
     expected = nf.expected_files(out, args.data, args.model, args.only)
     missing = [str(p) for p in expected if not p.is_file() or p.stat().st_size == 0]
     if missing:
-        print(f"{cli.program_name(PROG)}: error: the notebooks ran but did not write {', '.join(missing)}", file=sys.stderr)
+        print(f"{cli.program_name(PROG)}: error: the notebooks ran but did not write {', '.join(missing)}",
+              file=sys.stderr)
         return 1
     print(f"figures for {args.data}×{args.model} (epoch {epoch}, layer {layer}): {len(expected)} files in {out}")
     return 0

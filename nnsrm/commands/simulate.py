@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import time
 from pathlib import Path
 
-from nnsrm.cli import (OneLineArgumentParser, UsageError, add_verbosity_args, program_name, non_negative_float, non_negative_int,
-                       positive_int, prepare_environment, setup_logging)
+from nnsrm.cli import (OneLineArgumentParser, add_verbosity_args, check_root, non_negative_float, non_negative_int,
+                       positive_int, prepare_environment, program_name, setup_logging)
 
 PROG = "run_sim.py"
 log = logging.getLogger(__name__)
@@ -83,22 +82,6 @@ def build_parser() -> OneLineArgumentParser:
     return p
 
 
-def check_out(out: Path) -> Path:
-    """The output folder may not exist yet, but it may not be a file and must be creatable."""
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file, not a folder; pass a folder for the results")
-    for parent in out.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise UsageError(f"--out {out}: {parent} is a file, not a folder")
-            if not out.exists() and not os.access(parent, os.W_OK):
-                raise UsageError(f"--out {out}: cannot create it, {parent} is not writable")
-            break
-    if out.exists() and not os.access(out, os.W_OK):
-        raise UsageError(f"--out {out} is not writable; pass a folder you can write to")
-    return out
-
-
 def main(argv=None) -> int:
     prepare_environment(blas_threads=1)  # before numpy loads: SRM's SVDs are slower with 2 threads here
     args = build_parser().parse_args(argv)
@@ -114,7 +97,7 @@ def main(argv=None) -> int:
         n_components=args.n_components, n_epochs=args.n_epochs, seed=args.seed,
         srm_engine=args.srm_engine, center_units=args.center_units, noise_levels=args.noise_sweep, k_values=k_values,
         sweep_sims=args.sweep_sims, original=args.original)
-    out = check_out(args.out)
+    out = check_root(args.out, flag="--out")
 
     start = time.perf_counter()
     results = experiment.run_or_load(config, out, overwrite=args.overwrite, progress=not args.no_progress)
