@@ -239,8 +239,8 @@ def check_finite_array(arr: ActivationArray, remedy: str) -> None:
                              f"network?); {remedy}")
 
 
-def check_finite_file(path: Path, chunk_rows: int = 2048) -> None:
-    """Raise if the stage-2 activation file holds NaN or Inf (read in chunks: memory stays small)."""
+def check_finite_file(path: Path) -> None:
+    """Raise if the stage-2 activation file holds NaN or Inf (read by blocks: memory stays small)."""
     check_finite_array(open_activations(path), "retrain that subject or leave it out with --only-subjects")
 
 

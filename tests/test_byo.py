@@ -488,3 +488,45 @@ def test_compare_bad_input_is_a_value_error_naming_the_array(breaker):
     with pytest.raises(ValueError, match=match) as info:
         nnsrm.compare(acts, labels)
     assert isinstance(info.value, UsageError) and "\n" not in str(info.value)
+
+
+# --------------------------------------------------------------------------- commands around it
+
+def test_command_line_exit_status_and_figures_before_the_analyses(tmp_path, capsys):
+    """``python -m nnsrm register``: exit status 2 on bad input; make_figures names stage 3 for a registered one."""
+    from nnsrm.commands import figures as figures_cmd
+
+    acts, labels = make_activations(n_networks=2, checkpoints=(1,), layers={"h1": 4})
+    src = write_source(tmp_path / "src", acts, labels)
+    np.save(src / "labels.npy", labels[:-2])
+    proc = subprocess.run([sys.executable, "-m", "nnsrm", "register", "--source", str(src), "--data", DATA,
+                           "--model", MODEL, "--root", str(tmp_path / "root")], capture_output=True, text=True,
+                          cwd=REPO)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("nnsrm register: error: ") and "has 58 labels" in proc.stderr
+    assert not (tmp_path / "root").exists()
+    np.save(src / "labels.npy", labels)
+    assert register(capsys, src, tmp_path / "root")[0] == 0
+    code, _, err = run(capsys, figures_cmd.main, "make_figures.py", "--root", tmp_path / "root", "--data", DATA,
+                       "--model", MODEL)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"no analyses for {DATA}×{MODEL} under {tmp_path / 'root'}: run run_analyses.py --data {DATA}" in err
+
+
+@pytest.mark.slow
+def test_make_figures_on_a_registered_condition(tmp_path, capsys):
+    """Every figure of the paper for registered activations (the notebooks in Jupyter kernels: slow)."""
+    from conftest import run_script
+    from nnsrm import figures as nf
+
+    acts, labels = make_activations(n_networks=5, layers={"h1": 12, "h2": 6, "logits": 3})
+    src = write_source(tmp_path / "src", acts, labels)
+    root = tmp_path / "root"
+    assert register(capsys, src, root)[0] == 0
+    assert analyse(capsys, root)[0] == 0
+    proc = run_script("make_figures.py", "--root", root, "--data", DATA, "--model", MODEL, "--gif-seconds", "1",
+                      "--gif-fps", "3")
+    assert proc.returncode == 0, proc.stderr
+    assert "(epoch 2, layer h2)" in proc.stdout
+    for path in nf.expected_files(root / "figures", DATA, MODEL):
+        assert path.is_file() and path.stat().st_size > 0, path.name
