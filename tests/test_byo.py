@@ -434,6 +434,17 @@ def test_bad_input_is_one_line_naming_the_file_and_touches_nothing(tmp_path, cap
         assert sentinel.exists()
 
 
+@pytest.mark.parametrize("compressed", [False, True])
+def test_npz_object_member_is_refused_unread(tmp_path, compressed):
+    sentinel = tmp_path / "unpickled"
+    a = np.empty((4, 2), dtype=object)
+    a[:] = _Touch(sentinel)
+    (np.savez_compressed if compressed else np.savez)(tmp_path / "net.npz", **{"epoch_1/h1": a})
+    with pytest.raises(ValueError, match=r"net.npz\[epoch_1/h1\] holds object values, not numbers"):
+        af.open_array(tmp_path / "net.npz", "epoch_1/h1")
+    assert not sentinel.exists()
+
+
 def _memory_counts(acts, labels):
     acts["seed1"][2]["h1"] = acts["seed1"][2]["h1"][:-5]
     return r"image counts differ across networks at checkpoint 2, layer 'h1': .*activations\['seed1'\]\[2\]\['h1'\] \(55\)"
