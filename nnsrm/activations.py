@@ -185,8 +185,8 @@ class Stage2Source(ActivationSource):
         if not is_complete(adir):
             what = "does not exist" if not adir.exists() else f"has no valid {MARKER_NAME}"
             raise UsageError(f"epoch {epoch} of subject {subject} is missing: {adir} {what}; run "
-                                    f"save_acts_cifar.py (or train_cifar.py) for it, or drop it with "
-                                    f"--only-epochs/--only-subjects")
+                             f"save_acts_cifar.py (or train_cifar.py) for it, or drop it with "
+                             f"--only-epochs/--only-subjects")
 
     def array_name(self, subject: int, epoch: int, layer: str) -> str:
         return str(self.layout.activation_path(subject, epoch, layer))
