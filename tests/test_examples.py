@@ -22,7 +22,8 @@ MARGIN = 0.3  # shared minus native r(iRSM, wRSM) at the last checkpoint, at lea
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory):
     nb = nbformat.read(EXAMPLE, as_version=4)
-    nb.cells[0].source += f"\nOUT = {str(tmp_path_factory.mktemp('sklearn_seeds'))!r}"
+    params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    params.source += f"\nOUT = {str(tmp_path_factory.mktemp('sklearn_seeds'))!r}"  # outputs under pytest's tmp
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(REPO)}},
                    extra_arguments=["--IPKernelApp.log_level=ERROR"]).execute()
     return nb
