@@ -185,8 +185,8 @@ class Stage2Source(ActivationSource):
         if not is_complete(adir):
             what = "does not exist" if not adir.exists() else f"has no valid {MARKER_NAME}"
             raise UsageError(f"epoch {epoch} of subject {subject} is missing: {adir} {what}; run "
-                                    f"save_acts_cifar.py (or train_cifar.py) for it, or drop it with "
-                                    f"--only-epochs/--only-subjects")
+                             f"save_acts_cifar.py (or train_cifar.py) for it, or drop it with "
+                             f"--only-epochs/--only-subjects")
 
     def array_name(self, subject: int, epoch: int, layer: str) -> str:
         return str(self.layout.activation_path(subject, epoch, layer))
@@ -239,8 +239,8 @@ def check_finite_array(arr: ActivationArray, remedy: str) -> None:
                              f"network?); {remedy}")
 
 
-def check_finite_file(path: Path, chunk_rows: int = 2048) -> None:
-    """Raise if the stage-2 activation file holds NaN or Inf (read in chunks: memory stays small)."""
+def check_finite_file(path: Path) -> None:
+    """Raise if the stage-2 activation file holds NaN or Inf (read by blocks: memory stays small)."""
     check_finite_array(open_activations(path), "retrain that subject or leave it out with --only-subjects")
 
 

@@ -145,7 +145,8 @@ def job_result(networks, labels: np.ndarray, subjects: Sequence[int], params: An
     Parameters
     ----------
     networks : sequence of ActivationArray, element i of shape (n_images, n_units)
-        One array per network (:class:`nnsrm.activation_files.ActivationArray`), images × units.
+        One array per network (:class:`nnsrm.activation_files.ActivationArray`), images × units;
+        each is closed once read.
     labels : ndarray of int, shape (n_images,)
         Label of every image.
     subjects : sequence of int
@@ -170,6 +171,7 @@ def job_result(networks, labels: np.ndarray, subjects: Sequence[int], params: An
     fit, test, units_kept = [], [], []
     for arr, saved in zip(networks, saved_units):
         X_fit, X_test = load_network(arr, units_idx, fit_idx, test_idx)  # (u, m), (u, t)
+        arr.close()  # let the mapped file go now: its pages would otherwise count until the job ends
         fit.append(X_fit)
         test.append(X_test)
         units_kept.append(saved[units_idx] if saved is not None else units_idx)  # a producer may have capped units

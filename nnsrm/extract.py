@@ -7,6 +7,9 @@ each layer (a seeded random subset, the same at every epoch of a subject, its
 indices saved beside the data), and save each layer as float32
 ``<layer>.npy``, images × units, flattened. Writes are atomic and a completion
 marker lists every file with its checksum.
+
+A condition's folder is also a source in the bring-your-own format
+(docs/bring-your-own.md): ``nnsrm register`` accepts it as it is.
 """
 
 from __future__ import annotations

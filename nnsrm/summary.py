@@ -6,6 +6,10 @@ value``; ``subject`` is a network id (``"3"``), a pair (``"0-3"``) or ``"all"``.
 It is rebuilt from the jobs' ``results.npz`` files at the end of every run
 (cheap, and always consistent with them). The metrics are listed in
 :data:`METRICS`; docs/analyses.md gives their formulas.
+
+A job's rows come from :func:`job_rows`, whether the job's result is a
+``results.npz`` on disk (:func:`build_summary`) or a dict in memory
+(:func:`nnsrm.compare`), so both routes give the same table.
 """
 
 from __future__ import annotations
