@@ -23,6 +23,8 @@ export OPENBLAS_NUM_THREADS ?= 1
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export MPLBACKEND ?= Agg
 # uv installs into $(VENV) from uv.lock, with the interpreter chosen above, and never downloads Python.
+# It compiles the packages' bytecode once: where PYTHONDONTWRITEBYTECODE is set, every process would
+# otherwise recompile Keras, JAX and TensorFlow from source.
 export UV_PROJECT_ENVIRONMENT = $(abspath $(VENV))
 export UV_PYTHON_DOWNLOADS = never
 
@@ -50,12 +52,12 @@ $(UV): | check-python
 	$(VENV)/.uv/bin/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
 
 $(VENV)/.runtime-installed: uv.lock pyproject.toml | check-python $(UV)
-	$(UV) sync -q --frozen --python $(PY)
+	$(UV) sync -q --frozen --compile-bytecode --python $(PY)
 	rm -f $(VENV)/.test-installed
 	touch $@
 
 $(VENV)/.test-installed: uv.lock pyproject.toml | check-python $(UV)
-	$(UV) sync -q --frozen --python $(PY) --extra test
+	$(UV) sync -q --frozen --compile-bytecode --python $(PY) --extra test
 	rm -f $(VENV)/.runtime-installed
 	touch $@ $(VENV)/.runtime-installed
 
