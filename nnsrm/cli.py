@@ -8,8 +8,12 @@ status 2. Nothing is written before the arguments are validated.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -20,7 +24,7 @@ from nnsrm.jobs import JobsFailed
 
 __all__ = ["UsageError", "OneLineArgumentParser", "positive_int", "non_negative_int", "non_negative_float",
            "fraction", "add_condition_args", "add_engine_args", "add_verbosity_args", "check_engine", "check_root",
-           "prepare_environment", "setup_logging", "run_main"]
+           "prepare_environment", "setup_logging", "run_main", "exit_process", "check_srm_engine"]
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):
@@ -121,6 +125,22 @@ def check_root(root: Path) -> Path:
     return root
 
 
+def check_srm_engine(engine: str, flag: str = "--srm-engine") -> None:
+    """Fail now, in one line that says how to install it, if the SRM ``engine`` cannot be imported."""
+    from qmvpa import factor
+
+    try:
+        factor.srm_class(engine)
+    except ImportError as err:
+        if engine == "brainiak":
+            raise UsageError(f"{flag} brainiak needs BrainIAK and MPI, which cannot be imported here; install "
+                             f"them with pip install 'nnsrm[brainiak]' (make test installs them where wheels exist: "
+                             f"Python 3.11 and 3.12), or use {flag} fast") from None
+        raise UsageError(f"{flag} {engine} cannot be used here ({err})") from None
+    except ValueError as err:
+        raise UsageError(f"{flag}: {err}") from None
+
+
 def add_verbosity_args(parser: argparse.ArgumentParser) -> None:
     """``-v`` (details on the console; ``-vv`` also the libraries' debug output) and ``--no-progress``."""
     parser.add_argument("-v", "--verbose", action="count", default=0,
@@ -152,22 +172,92 @@ def setup_logging(verbose: int = 0, prog: str | None = None) -> None:
     console.setup(int(verbose), prog=prog)
 
 
+class _Interrupts:
+    """SIGINT handler of a command: the first Ctrl-C raises ``KeyboardInterrupt``, a second one exits at once.
+
+    The first interrupt unwinds the command normally, so every ``finally``
+    removes its temporary file and nothing is left half-written. A second
+    Ctrl-C (cleanup taking long, e.g. a Dask cluster shutting down) ends the
+    process immediately with status 130.
+    """
+
+    def __init__(self, prog: str):
+        self.prog = prog
+        self.count = 0
+
+    def __call__(self, signum, frame):
+        self.count += 1
+        if self.count == 1:
+            raise KeyboardInterrupt
+        os.write(2, f"{self.prog}: interrupted again; exiting now\n".encode())
+        os._exit(130)
+
+
+@contextlib.contextmanager
+def _interrupt_handling(prog: str):
+    """Install :class:`_Interrupts` for the block (main thread only) and restore the previous handler."""
+    if threading.current_thread() is not threading.main_thread():
+        yield None
+        return
+    handler = _Interrupts(prog)
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None,
              prog: str | None = None) -> int:
-    """Run a script's ``main`` and turn input errors into one stderr line with exit status 2."""
+    """Run a script's ``main``; bad input becomes one stderr line with exit status 2, Ctrl-C status 130.
+
+    Failed jobs give one line each and status 1 (2 if every failure was bad
+    input). Exit the process with :func:`exit_process`, which after Ctrl-C
+    skips the interpreter's teardown.
+    """
     prog = prog or Path(sys.argv[0]).name
-    try:
-        return int(main(argv) or 0)
-    except JobsFailed as err:
-        # One line per failed job; the other jobs' outputs are kept.
-        where = console.log_file()
-        hint = f"\n  (tracebacks in {where})" if where and not err.all_input_errors else ""
-        print(f"{prog}: error: {err}{hint}", file=sys.stderr)
-        return 2 if err.all_input_errors else 1
-    except INPUT_ERRORS as err:
-        message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        print(f"{prog}: error: {message}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted; complete outputs are kept, rerun to resume", file=sys.stderr)
-        return 130
+    with _interrupt_handling(prog) as interrupts:
+        try:
+            code = int(main(argv) or 0)
+            if interrupts is not None and interrupts.count:
+                raise KeyboardInterrupt  # a library caught the first one; the user still asked to stop
+            return code
+        except JobsFailed as err:
+            # One line per failed job; the other jobs' outputs are kept.
+            where = console.log_file()
+            hint = f"\n  (tracebacks in {where})" if where and not err.all_input_errors else ""
+            print(f"{prog}: error: {err}{hint}", file=sys.stderr)
+            return 2 if err.all_input_errors else 1
+        except INPUT_ERRORS as err:
+            message = str(err).splitlines()[0] if str(err) else type(err).__name__
+            print(f"{prog}: error: {message}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"{prog}: interrupted; complete outputs are kept, rerun to resume", file=sys.stderr)
+            return INTERRUPTED
+
+
+#: Exit status after Ctrl-C (128 + SIGINT), as shells report it.
+INTERRUPTED = 130
+
+
+def exit_process(code: int) -> None:
+    """End the process with ``code``: the last call of every command-line entry point.
+
+    After Ctrl-C (``code == 130``) the output streams and log files are flushed
+    and the process ends with ``os._exit``, without the interpreter's teardown:
+    an interrupt can leave native libraries mid-operation (XLA's thread pools
+    still running work that JAX dispatched asynchronously, an HDF5 file being
+    written), and finalising their Python objects then can crash the process.
+    Every output was already written atomically or removed, and file locks are
+    released by the operating system, so skipping the teardown loses nothing.
+    """
+    if code != INTERRUPTED:
+        sys.exit(code)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C cannot interrupt the flushing
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    with contextlib.suppress(Exception):
+        logging.shutdown()
+    os._exit(code)

@@ -12,11 +12,34 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository: the paper's scripts run from here
 
+import importlib.util  # noqa: E402
 import subprocess  # noqa: E402
 
 import pytest  # noqa: E402
 
 PYTHON = sys.executable
+
+
+def _importable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+#: BrainIAK (the paper's SRM, our reference) is an optional extra: no wheels for Python >= 3.13.
+HAS_BRAINIAK = _importable("brainiak") and _importable("mpi4py")
+NO_BRAINIAK = ("BrainIAK is not installed (optional: pip install 'nnsrm[brainiak]'; make test installs it "
+               "where a wheel exists, Python 3.11 and 3.12)")
+#: Marks a test that compares with BrainIAK itself: skipped, with the reason, where it is not installed.
+needs_brainiak = pytest.mark.skipif(not HAS_BRAINIAK, reason=NO_BRAINIAK)
+#: The SRM engine of tests that check known answers: BrainIAK's (the paper's) where installed, else ours.
+SRM_ENGINE = "brainiak" if HAS_BRAINIAK else "fast"
+
+
+def pytest_report_header(config):
+    return (f"BrainIAK: {'installed' if HAS_BRAINIAK else 'not installed'}; known-answer SRM tests use the "
+            f"{SRM_ENGINE!r} engine")
 
 
 @pytest.fixture(scope="session", autouse=True)

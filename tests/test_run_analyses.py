@@ -18,6 +18,7 @@ from nnsrm.commands import analyse as run_analyses
 from conftest import run_script
 from stage_outputs import write_synthetic_stage2
 from nnsrm import analysis, atomic, cli, summary
+from nnsrm.errors import StaleOutputError
 from nnsrm.paths import ResultsLayout
 from nnsrm.runner import run_jobs
 
@@ -112,7 +113,8 @@ def test_resume_skips_complete_jobs_and_overwrite_redoes_them(root):
         "status": "skipped"}
     assert snapshot(root) == before
     # Other parameters on a complete job: an error unless --overwrite.
-    with pytest.raises(ValueError, match=r"epoch_001/dense was made with other parameters .*--overwrite"):
+    with pytest.raises(StaleOutputError, match=r"epoch 001 layer dense \(.*epoch_001/dense\) was made with --seed 0, "
+                                               r"this run asks for --seed 1; pass --overwrite to redo it"):
         analysis.plan_jobs(layout, [1], ["dense"], [0, 1, 2], _params(seed=1))
     jobs = analysis.plan_jobs(layout, [1], ["dense"], [0, 1, 2], _params(seed=1), overwrite=True)
     assert len(jobs) == 1

@@ -21,8 +21,8 @@ import os
 import time
 from pathlib import Path
 
-from nnsrm.cli import (OneLineArgumentParser, UsageError, add_verbosity_args, non_negative_float, non_negative_int,
-                       positive_int, prepare_environment, setup_logging)
+from nnsrm.cli import (OneLineArgumentParser, UsageError, add_verbosity_args, check_srm_engine, non_negative_float,
+                       non_negative_int, positive_int, prepare_environment, setup_logging)
 
 PROG = "run_sim.py"
 log = logging.getLogger(__name__)
@@ -108,6 +108,7 @@ def main(argv=None) -> int:
         srm_engine=args.srm_engine, center_units=args.center_units, noise_levels=args.noise_sweep, k_values=k_values,
         sweep_sims=args.sweep_sims)
     out = check_out(args.out)
+    check_srm_engine(config.srm_engine)  # BrainIAK (the default, the paper's) is optional
 
     start = time.perf_counter()
     results = experiment.run_or_load(config, out, overwrite=args.overwrite, progress=not args.no_progress)
