@@ -49,14 +49,14 @@ FLAGS = {"data": "--data", "model": "--model", "seed": "--seed", "n_epochs": "--
          "subjects": "--only-subjects"}
 
 #: What each stage's record of its inputs is called in messages.
-_UPSTREAM = {"stage1": "stage-1 outputs (weights)", "inputs": "stage-2 outputs (activations)"}
+_UPSTREAM = {"stage1": "stage-1 outputs", "inputs": "stage-2 outputs"}
 
 _LEGACY = "was made by an earlier nnsrm that did not record its settings and inputs"
 
 
 def as_json(value):
     """``value`` as JSON gives it back (tuples become lists), so records compare equal after a round trip."""
-    return json.loads(json.dumps(value, sort_keys=True, default=str))
+    return json.loads(json.dumps(value, default=str))
 
 
 # --------------------------------------------------------------------------- the records
@@ -120,7 +120,7 @@ def difference(old: dict | None, new: dict) -> str | None:
     """The first difference between a recorded and a wanted record, in words; None if they agree.
 
     Examples: ``"was made with --seed 0, this run asks for --seed 5"``;
-    ``"was made from other stage-2 outputs (activations subj01 epoch 001 changed since)"``.
+    ``"was made from other stage-2 outputs: activations subj01 epoch 001 changed since"``.
     """
     if old is None:
         return _LEGACY
@@ -132,11 +132,11 @@ def difference(old: dict | None, new: dict) -> str | None:
         if key in _UPSTREAM:
             if isinstance(b, dict):  # stage 3: one checksum per input
                 a = a if isinstance(a, dict) else {}
-                changed = next((name for name in b if a.get(name) != b[name]), None) or next(iter(b), key)
+                changed = next((name for name in b if a.get(name) != b[name]), key)
                 now = "is missing or incomplete now" if b.get(changed) is None else "changed since"
-                return f"was made from other {_UPSTREAM[key]} ({changed} {now})"
+                return f"was made from other {_UPSTREAM[key]}: {changed} {now}"
             now = "are incomplete now" if b is None else "were made again since"
-            return f"was made from other {_UPSTREAM[key]} (they {now})"
+            return f"was made from other {_UPSTREAM[key]}: the subject's weights {now}"
         if isinstance(b, dict):  # the analysis parameters: name the first that differs
             a = a if isinstance(a, dict) else {}
             sub = next((k for k in b if a.get(k) != b[k]), key)
