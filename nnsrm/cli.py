@@ -13,18 +13,18 @@ import logging
 import os
 import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Callable, Sequence
 
 
-from nnsrm import console
+from nnsrm import console, interrupts
+from nnsrm.interrupts import INTERRUPTED
 from nnsrm.errors import INPUT_ERRORS, UsageError
 from nnsrm.jobs import JobsFailed
 
 __all__ = ["UsageError", "OneLineArgumentParser", "positive_int", "non_negative_int", "non_negative_float",
            "fraction", "add_condition_args", "add_engine_args", "add_verbosity_args", "check_engine", "check_root",
-           "prepare_environment", "setup_logging", "run_main", "exit_process", "check_srm_engine"]
+           "prepare_environment", "setup_logging", "run_main", "exit_process", "check_srm_engine", "INTERRUPTED"]
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):
@@ -87,7 +87,9 @@ def add_condition_args(parser: argparse.ArgumentParser, data_choices, model_choi
     parser.add_argument("--root", type=Path, default=Path("results"),
                         help="results root; every output goes under ROOT/<data>/<model>/ (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="redo jobs whose outputs already exist (default: skip complete jobs)")
+                        help="redo every job, also complete ones and those made with other settings or inputs "
+                             "(default: skip complete jobs, stop before writing anything if one is stale; "
+                             "see docs/state.md)")
 
 
 def add_engine_args(parser: argparse.ArgumentParser) -> None:
@@ -172,41 +174,6 @@ def setup_logging(verbose: int = 0, prog: str | None = None) -> None:
     console.setup(int(verbose), prog=prog)
 
 
-class _Interrupts:
-    """SIGINT handler of a command: the first Ctrl-C raises ``KeyboardInterrupt``, a second one exits at once.
-
-    The first interrupt unwinds the command normally, so every ``finally``
-    removes its temporary file and nothing is left half-written. A second
-    Ctrl-C (cleanup taking long, e.g. a Dask cluster shutting down) ends the
-    process immediately with status 130.
-    """
-
-    def __init__(self, prog: str):
-        self.prog = prog
-        self.count = 0
-
-    def __call__(self, signum, frame):
-        self.count += 1
-        if self.count == 1:
-            raise KeyboardInterrupt
-        os.write(2, f"{self.prog}: interrupted again; exiting now\n".encode())
-        os._exit(130)
-
-
-@contextlib.contextmanager
-def _interrupt_handling(prog: str):
-    """Install :class:`_Interrupts` for the block (main thread only) and restore the previous handler."""
-    if threading.current_thread() is not threading.main_thread():
-        yield None
-        return
-    handler = _Interrupts(prog)
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield handler
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None,
              prog: str | None = None) -> int:
     """Run a script's ``main``; bad input becomes one stderr line with exit status 2, Ctrl-C status 130.
@@ -216,29 +183,36 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
     skips the interpreter's teardown.
     """
     prog = prog or Path(sys.argv[0]).name
-    with _interrupt_handling(prog) as interrupts:
+    with interrupts.handling(prog):
         try:
             code = int(main(argv) or 0)
-            if interrupts is not None and interrupts.count:
-                raise KeyboardInterrupt  # a library caught the first one; the user still asked to stop
+            interrupts.check()  # a library caught the first Ctrl-C; the user still asked to stop
             return code
-        except JobsFailed as err:
-            # One line per failed job; the other jobs' outputs are kept.
-            where = console.log_file()
-            hint = f"\n  (tracebacks in {where})" if where and not err.all_input_errors else ""
-            print(f"{prog}: error: {err}{hint}", file=sys.stderr)
-            return 2 if err.all_input_errors else 1
-        except INPUT_ERRORS as err:
-            message = str(err).splitlines()[0] if str(err) else type(err).__name__
-            print(f"{prog}: error: {message}", file=sys.stderr)
-            return 2
         except KeyboardInterrupt:
-            print(f"{prog}: interrupted; complete outputs are kept, rerun to resume", file=sys.stderr)
-            return INTERRUPTED
+            return _interrupted(prog)
+        except BaseException as err:
+            if interrupts.received():  # Ctrl-C, turned into another exception by a library
+                return _interrupted(prog)
+            if isinstance(err, JobsFailed):
+                return _jobs_failed(prog, err)
+            if isinstance(err, INPUT_ERRORS):
+                message = str(err).splitlines()[0] if str(err) else type(err).__name__
+                print(f"{prog}: error: {message}", file=sys.stderr)
+                return 2
+            raise
 
 
-#: Exit status after Ctrl-C (128 + SIGINT), as shells report it.
-INTERRUPTED = 130
+def _interrupted(prog: str) -> int:
+    print(f"{prog}: interrupted; complete outputs are kept, rerun to resume", file=sys.stderr)
+    return INTERRUPTED
+
+
+def _jobs_failed(prog: str, err: JobsFailed) -> int:
+    """One line per failed job (the other jobs' outputs are kept); status 2 if all were bad input, else 1."""
+    where = console.log_file()
+    hint = f"\n  (tracebacks in {where})" if where and not err.all_input_errors else ""
+    print(f"{prog}: error: {err}{hint}", file=sys.stderr)
+    return 2 if err.all_input_errors else 1
 
 
 def exit_process(code: int) -> None:

@@ -66,6 +66,8 @@ class ExperimentConfig:
             value = getattr(self, field)
             if not isinstance(value, int) or value < 1:
                 raise UsageError(f"{field} must be a positive integer, got {value!r}")
+        if self.resnet_variant not in ("imagenet", "cifar"):
+            raise UsageError(f"resnet_variant must be 'imagenet' or 'cifar', got {self.resnet_variant!r}")
         if self.optimizer not in ("rmsprop", "adam"):
             raise UsageError(f"optimizer must be 'rmsprop' or 'adam', got {self.optimizer!r}")
         epochs = tuple(int(e) for e in self.logged_epochs)

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Sequence
 
 from nnsrm import atomic, cli, state
+from nnsrm.errors import MissingInputError
 from nnsrm.paths import ResultsLayout
 
 STAGES = {1: "train", 2: "activations", 3: "analyses"}
@@ -128,13 +129,13 @@ def condition_status(layout: ResultsLayout, verify: bool = False) -> ConditionSt
 
     Raises
     ------
-    FileNotFoundError
-        If the condition folder does not exist.
+    nnsrm.errors.MissingInputError
+        If the condition folder does not exist (also a ``FileNotFoundError``).
     """
     from nnsrm.run_config import load_trained_config
 
     if not layout.condition_dir.is_dir():
-        raise FileNotFoundError(f"no results for {layout.data}×{layout.model} under {layout.root} "
+        raise MissingInputError(f"no results for {layout.data}×{layout.model} under {layout.root} "
                                 f"({layout.condition_dir} does not exist); run train_cifar.py first")
     jobs, notes = [], {}
     temp = {1: 0, 2: 0, 3: len(_temp_files(layout.analyses_dir))}

@@ -414,7 +414,7 @@ class SRM(_SRMBase):
         Matrix-product precision of the jax backend (``jax.lax.Precision``).
         "default" lets a GPU use TF32: faster, but in a CPU emulation of TF32
         products the log-likelihood moved by about 1e-3 (relative), far above
-        the 1e-4 that "highest" keeps.
+        the 1e-5 that "highest" keeps.
     n_jobs : int or None, default 1
         Threads of the numpy backend (ignored by jax). 1 (or None) runs
         sequentially with the BLAS settings untouched. More: the large

@@ -7,7 +7,9 @@ Reads the weights of stage 1 (and the configuration it saved), writes
 ROOT/<data>/<model>/subj<NN>/epoch_<EEE>/activations/<layer>.npy (float32,
 images × units, at most max_units units per layer, the kept unit indices in
 <layer>.units.npy), layers.json and test_labels.npy. Resumable: complete
-subject × epoch folders are skipped.
+subject × epoch folders are skipped; one made with other settings or from other
+weights stops the run before anything is written (--overwrite redoes it;
+docs/state.md).
 """
 
 from __future__ import annotations

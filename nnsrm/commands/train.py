@@ -6,7 +6,9 @@
 
 Writes ROOT/<data>/<model>/subj<NN>/weights.<EEE>.weights.h5 (epoch 0 = before
 training, then every logged epoch), history.csv and config.json. Resumable: a
-subject that finished is skipped; one that was killed is trained again.
+subject that finished is skipped; one that was killed is trained again. A
+subject trained with other settings stops the run before anything is written
+(--overwrite retrains it; docs/state.md).
 """
 
 from __future__ import annotations
