@@ -130,16 +130,23 @@ def test_stage1_with_other_flags_is_refused_and_changes_nothing(digits_demo, tmp
                          r"\(and 2 more complete jobs of this stage\), or use another --root")
 
 
-def test_stage1_overwrite_equals_a_clean_run_and_status_shows_the_rest_stale(digits_demo, tmp_path):
+def test_stage1_overwrite_interrupted_then_rerun_equals_a_clean_run(digits_demo, tmp_path):
+    """Refused without --overwrite; with it, Ctrl-C mid-training (a real SIGINT: status 130, one line,
+    nothing half-written); the rerun equals a clean run, and status shows the subject left alone as stale."""
     root = so.stage1_subjects(digits_demo, tmp_path / "root", 2)
     lay = so.layout(root)
     for s in (0, 1):
         pretend_trained_with(lay, s, seed=5)
     assert_refused(root, "train", "--subjects", "2", "--epochs", "3",
                    match=r"train subj00 \(.*\) was made with --seed 5, this run asks for --seed 0")
-    # Retrain only subject 0 with the demo's settings: it equals the demo's clean run.
-    run_script("train_cifar.py", "--root", root, "--subjects", "2", "--epochs", "3", "--only-subjects", "0",
-               "--overwrite", "--no-progress", check=True)
+    # Retrain only subject 0 with the demo's settings; interrupt it once its old marker is gone (it started).
+    args = ["train_cifar.py", "--root", root, "--subjects", "2", "--epochs", "3", "--only-subjects", "0",
+            "--overwrite", "--no-progress"]
+    code, err = sigint_mid_run(args, lambda: not (lay.subject_dir(0) / atomic.MARKER_NAME).exists())
+    assert_clean_interrupt(code, err, "train_cifar.py")
+    assert job_states(root, 1)["train subj00"] == ("missing", "started but not finished (killed?)")
+    assert so.assert_nothing_half_written(root) == []
+    run_script(*args, check=True)
     so.assert_same_stage1(digits_demo, root, subjects=(0,), epochs=(0, 1, 2, 3))
     assert state.recorded(lay.subject_dir(0)) == state.recorded(so.layout(digits_demo).subject_dir(0))
     states = job_states(root, 1)
@@ -152,11 +159,19 @@ def test_stage1_overwrite_equals_a_clean_run_and_status_shows_the_rest_stale(dig
 
 # --------------------------------------------------------------------------- stale stage 2
 
-def test_stage2_with_other_max_units_is_refused_then_overwrite_equals_a_clean_run(digits_demo, tmp_path):
+def test_stage2_other_max_units_refused_then_overwrite_interrupted_then_equals_a_clean_run(digits_demo, tmp_path):
+    """Refused without --overwrite; with it, Ctrl-C after the first folder (a real SIGINT: status 130, one line,
+    nothing half-written, the rest unfinished or stale); the rerun equals a clean run."""
     root = subjects_root(digits_demo, tmp_path / "root", 1)
+    lay = so.layout(root)
     assert_refused(root, "extract", "--max-units", "10",
                    match=r"activations subj00 epoch 000 \(.*\) was made with --max-units 1000, this run asks for "
                          r"--max-units 10; pass --overwrite to redo it \(and 3 more complete jobs of this stage\)")
+    args = ["save_acts_cifar.py", "--root", root, "--max-units", "10", "--overwrite", "--no-progress"]
+    code, err = sigint_mid_run(args, lambda: (state.recorded(lay.activations_dir(0, 0)) or {}).get("max_units") == 10)
+    assert_clean_interrupt(code, err, "save_acts_cifar.py")
+    assert so.unfinished_jobs(root, 2)  # missing (started) or stale (not yet redone)
+    assert so.assert_nothing_half_written(root) == []
     code, err = run_in_process("extract", "--root", root, "--max-units", "10", "--overwrite", "--no-progress")
     assert code == 0, err
     # A clean run keeps, of the demo's full layers, the seeded subset of 10 units it records.
@@ -285,8 +300,8 @@ def test_brainiak_engine_without_brainiak_says_how_to_install_it(tmp_path, no_br
 
 def test_two_drivers_on_one_root_equal_one_run(tmp_path):
     """Two stage-3 drivers at once: each job runs once (the other waits for its lock, then skips it)."""
-    lay = so.write_synthetic_stage2(tmp_path / "root", so.DATA, so.MODEL, {"a": 160, "b": 160}, n_subjects=3,
-                                    n_epochs=2, n_images=480, n_classes=4, pattern_noise=0.8)
+    lay = so.write_synthetic_stage2(tmp_path / "root", so.DATA, so.MODEL, {"a": 64, "b": 64}, n_subjects=3,
+                                    n_epochs=2, n_images=240, n_classes=4, pattern_noise=0.8)
     single = tmp_path / "single"
     shutil.copytree(lay.root, single)
     only = ("--only-epochs", "1", "2")  # 4 jobs
@@ -356,26 +371,6 @@ def sigint_mid_run(args, ready, timeout=600):
 def assert_clean_interrupt(code, err, prog):
     assert code == 130, err
     assert err.strip().splitlines() == [f"{prog}: {INTERRUPTED}"], err  # no traceback, no crash report
-
-
-def test_sigint_stage1(tmp_path):
-    lay = so.layout(tmp_path)
-    # The untrained weights are saved just before training starts: interrupt during training.
-    code, err = sigint_mid_run(["train_cifar.py", "--root", tmp_path, "--subjects", "1", "--epochs", "2",
-                                "--no-progress"], lambda: lay.weights_path(0, 0).exists())
-    assert_clean_interrupt(code, err, "train_cifar.py")
-    assert so.unfinished_jobs(tmp_path, 1)  # the interrupt landed mid-run
-    assert so.assert_nothing_half_written(tmp_path) == []
-
-
-def test_sigint_stage2(digits_demo, tmp_path):
-    root = subjects_root(digits_demo, tmp_path / "root", 2, without=[(1, 2), (1, 3)])
-    lay = so.layout(root)
-    started = lay.activations_dir(1, 2) / atomic.LOCK_NAME  # the first job to do holds its lock
-    code, err = sigint_mid_run(["save_acts_cifar.py", "--root", root, "--no-progress"], started.exists)
-    assert_clean_interrupt(code, err, "save_acts_cifar.py")
-    assert so.unfinished_jobs(root, 2)
-    assert so.assert_nothing_half_written(root) == []
 
 
 def test_sigint_stage3_then_rerun_resumes(digits_demo, digits_stage3, tmp_path):
