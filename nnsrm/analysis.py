@@ -66,9 +66,11 @@ from typing import Sequence
 
 import numpy as np
 
+from nnsrm import state
 from nnsrm.activations import check_inputs, load_network, open_source, resolve_k
-from nnsrm.atomic import (MARKER_NAME, atomic_path, clear_marker, is_complete, remove_stale_temporaries,
-                          save_npz, write_marker)
+from nnsrm.atomic import atomic_path, clear_marker, remove_stale_temporaries, save_npz, write_marker
+from nnsrm.cli import check_srm_engine
+from nnsrm.errors import StaleOutputError, UsageError
 from nnsrm.jobs import Job
 from nnsrm.paths import ResultsLayout
 from nnsrm.summary import RESULTS_NAME
@@ -103,21 +105,10 @@ class AnalysisParams:
 
 def job_status(layout: ResultsLayout, epoch: int, layer: str, params: AnalysisParams,
                subjects: Sequence[int]) -> str:
-    """``"todo"``, ``"done"`` (complete with the same parameters and inputs) or ``"stale"`` (other ones).
-
-    A marker that records no inputs (made before they were recorded) is judged by its parameters alone.
-    """
-    out = layout.analysis_dir(epoch, layer)
-    if not is_complete(out):
-        return "todo"
-    try:
-        info = json.loads((out / MARKER_NAME).read_text())
-        same = info.get("params") == params.as_dict() and info.get("subjects") == [int(s) for s in subjects]
-    except ValueError:
-        return "todo"
-    if same and "inputs" in info:
-        same = info["inputs"] == open_source(layout).input_digests(epoch, subjects)
-    return "done" if same else "stale"
+    """``"todo"``, ``"done"`` (complete, made with these parameters from these inputs) or ``"stale"``."""
+    st, _ = state.job_state(layout.analysis_dir(epoch, layer),
+                            state.stage3_record(layout, epoch, subjects, params.as_dict()))
+    return {"complete": "done", "stale": "stale"}.get(st, "todo")
 
 
 def _versions() -> dict:
@@ -223,14 +214,17 @@ def analyse_job(root, data: str, model: str, epoch: int, layer: str, subjects: S
     p = AnalysisParams(**{**params, "class_order": None if params.get("class_order") is None
                           else tuple(params["class_order"])})
     subjects = [int(s) for s in subjects]
-    out_dir = layout.analysis_dir(epoch, layer)
-    status = job_status(layout, epoch, layer, p, subjects)
-    if status == "done" and not overwrite:
-        log.info("epoch %d layer %s: complete, skipped", epoch, layer)
-        return {"status": "skipped"}
-    if status == "stale" and not overwrite:
-        raise ValueError(f"{out_dir} was made with other parameters or inputs; pass --overwrite to redo it")
+    record = state.stage3_record(layout, epoch, subjects, p.as_dict())
+    return state.run_job(layout.analysis_dir(epoch, layer), record, f"epoch {epoch:03d} layer {layer}", overwrite,
+                         lambda: _analyse(layout, epoch, layer, subjects, p, layer_depth, record, provenance),
+                         skipped={"status": "skipped"})
 
+
+def _analyse(layout: ResultsLayout, epoch: int, layer: str, subjects: list, p: AnalysisParams, layer_depth: int,
+             record: dict, provenance: dict | None) -> dict:
+    """The body of :func:`analyse_job`, run while holding the job folder's lock."""
+    data, model = layout.data, layout.model
+    out_dir = layout.analysis_dir(epoch, layer)
     source = open_source(layout)
     labels = source.labels()
     networks = []
@@ -256,8 +250,8 @@ def analyse_job(root, data: str, model: str, epoch: int, layer: str, subjects: S
     with atomic_path(out_dir / PLOT_NAME, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=100)
     write_marker(out_dir, [out_dir / RESULTS_NAME, out_dir / PLOT_NAME], params=p.as_dict(),
-                 subjects=subjects, k=int(k), versions=_versions(), inputs=source.input_digests(epoch, subjects),
-                 **(provenance or {}))
+                 subjects=subjects, k=int(k), versions=_versions(), **(provenance or {}),
+                 **state.marker_fields(record))
     var_exp_test = float(np.mean(arrays["var_exp_test"]))
     log.info("epoch %d layer %s: k=%d, var exp test %.3f, r shared %.3f, native %.3f",
              epoch, layer, k, var_exp_test, r_shared, r_native)
@@ -270,9 +264,17 @@ def plan_jobs(layout: ResultsLayout, epochs: Sequence[int], layers: Sequence[str
               provenance: dict | None = None) -> list[Job]:
     """Validate all inputs (nothing is written) and list the jobs still to run.
 
-    Complete jobs made with the same parameters are left out unless
-    ``overwrite``; a complete job made with other parameters is an error
-    (mixing them would make an inconsistent summary) unless ``overwrite``.
+    Complete jobs made with the same parameters from the same stage-2
+    outputs are left out unless ``overwrite``; a complete job made otherwise
+    is an error (mixing them would make an inconsistent summary) unless
+    ``overwrite``.
+
+    Raises
+    ------
+    nnsrm.errors.UsageError
+        For any bad input (see :func:`nnsrm.activations.check_inputs`).
+    nnsrm.errors.StaleOutputError
+        If a complete job was made with other parameters or inputs, naming the first difference.
     """
     source = open_source(layout)
     all_layers = source.layers()
@@ -281,24 +283,24 @@ def plan_jobs(layout: ResultsLayout, epochs: Sequence[int], layers: Sequence[str
     unknown = [name for name in layers if name not in all_layers]
     if unknown:
         listed = layout.manifest_path if source.kind == "registered" else layout.layers_path
-        raise ValueError(f"unknown layer(s) {unknown}: {listed} lists {all_layers}")
+        raise UsageError(f"unknown layer(s) {unknown}: {listed} lists {all_layers}")
     layers = [name for name in all_layers if name in layers]  # depth order
-    if params.engine not in factor.ENGINES:
-        raise ValueError(f"engine must be one of {factor.ENGINES}, got {params.engine!r}")
-    factor.srm_class(params.engine)  # an unavailable engine fails now, not in every job
+    check_srm_engine(params.engine)  # an unknown or uninstalled engine fails now, not in every job
     todo, stale = [], []
     for epoch in epochs:
         for layer in layers:
             status = job_status(layout, epoch, layer, params, subjects)
             if status == "stale" and not overwrite:
-                stale.append(layout.analysis_dir(epoch, layer))
+                stale.append((epoch, layer))
             elif status != "done" or overwrite:
                 todo.append((epoch, layer))
     check_inputs(source, subjects, epochs, layers, params, check_finite=todo)
     if stale:
-        more = f" (and {len(stale) - 1} more)" if len(stale) > 1 else ""
-        raise ValueError(f"{stale[0]}{more} was made with other parameters or subjects, or from other inputs "
-                         f"(see its {MARKER_NAME}); pass --overwrite to redo it, or use another --root")
+        epoch, layer = stale[0]
+        directory = layout.analysis_dir(epoch, layer)
+        _, diff = state.job_state(directory, state.stage3_record(layout, epoch, subjects, params.as_dict()))
+        raise StaleOutputError(state.stale_message(f"epoch {epoch:03d} layer {layer}", directory, diff,
+                                                   len(stale) - 1))
     return [Job(name=f"epoch {epoch:03d} layer {layer}", fn=analyse_job,
                 kwargs=dict(root=str(layout.root), data=layout.data, model=layout.model, epoch=int(epoch),
                             layer=layer, subjects=[int(s) for s in subjects], params=params.as_dict(),

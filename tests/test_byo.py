@@ -334,7 +334,7 @@ class _Touch:
 def _object_array(src, sentinel):
     a = np.empty((N_IMAGES, 4), dtype=object)
     a[:] = _Touch(sentinel)
-    np.save(src / "seed1" / "epoch_2" / "h2.npy", a, allow_pickle=True)
+    np.save(src / "seed1" / "epoch_2" / "h2.npy", a)  # np.save pickles object arrays by default
     return src / "seed1" / "epoch_2" / "h2.npy"
 
 
@@ -451,8 +451,9 @@ def test_bad_input_is_one_line_naming_the_file_and_touches_nothing(tmp_path, cap
         nnsrm.register(src, root, DATA, MODEL)
     assert tree_digest(root) == before
     assert not sentinel.exists()
-    if breaker is None:  # the refused file really would have run code if unpickled
-        np.load(named, allow_pickle=True)
+    if breaker is None:  # the refused file really would have run code if unpickled (shown in a child process)
+        unsafe = f"import numpy; numpy.load({str(named)!r}, allow_pickle=True)"
+        subprocess.run([sys.executable, "-c", unsafe], check=True, capture_output=True)
         assert sentinel.exists()
 
 
@@ -583,7 +584,7 @@ SOURCE_ERRORS = [
     ("text labels", lambda s: ((s / "labels.npy").unlink(), (s / "labels.txt").write_text("0\ncat\n")),
      r"labels.txt holds 'cat', not an integer"),
     ("float labels", lambda s: np.save(s / "labels.npy", np.full(12, 0.5)), r"labels.npy holds non-integer labels"),
-    ("object labels", lambda s: np.save(s / "labels.npy", np.array([None] * 12), allow_pickle=True),
+    ("object labels", lambda s: np.save(s / "labels.npy", np.array([None] * 12)),
      r"labels.npy holds Python objects"),
     ("prefixes", lambda s: _mv(s, "seed1/epoch_2", "seed1/step_2"),
      r"checkpoints in .* are named with different prefixes \(epoch, step\)"),
