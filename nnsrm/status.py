@@ -137,6 +137,8 @@ def condition_status(layout: ResultsLayout, verify: bool = False) -> ConditionSt
     if not layout.condition_dir.is_dir():
         raise MissingInputError(f"no results for {layout.data}×{layout.model} under {layout.root} "
                                 f"({layout.condition_dir} does not exist); run train_cifar.py first")
+    if layout.manifest_path.is_file() and not layout.config_path.exists():
+        return _registered_status(layout, verify)
     jobs, notes = [], {}
     temp = {1: 0, 2: 0, 3: len(_temp_files(layout.analyses_dir))}
     for subj_dir in sorted(layout.condition_dir.glob("subj*")):
@@ -186,6 +188,31 @@ def condition_status(layout: ResultsLayout, verify: bool = False) -> ConditionSt
     return ConditionStatus(layout, jobs, notes, temp, description)
 
 
+def _registered_status(layout: ResultsLayout, verify: bool) -> ConditionStatus:
+    """A condition registered with ``nnsrm register``: no stages 1-2; stage 3's jobs from the manifest."""
+    from nnsrm.manifest import ManifestSource
+
+    temp = {1: 0, 2: 0, 3: len(_temp_files(layout.analyses_dir))}
+    notes = {1: "registered activations (nnsrm register): not trained here",
+             2: "registered activations (nnsrm register): not recorded here"}
+    try:
+        source = ManifestSource(layout)
+        epochs, layers, subjects = source.epochs(), source.layers(), source.subjects()
+    except cli.UsageError as err:
+        notes[3] = f"manifest.json unusable: {str(err).splitlines()[0]}"
+        return ConditionStatus(layout, [], notes, temp, "registered; manifest.json unusable")
+    jobs = []
+    for e in epochs:
+        for layer in layers:
+            jdir = layout.analysis_dir(e, layer)
+            jobs.append(job_status(3, f"epoch {e:03d} layer {layer}", jdir, verify, _stage3_wanted(layout, e, jdir)))
+    if not layout.summary_path.exists():
+        notes[3] = "summary.csv missing (written by nnsrm analyse)"
+    description = (f"registered: {len(subjects)} networks, checkpoints {' '.join(map(str, epochs))}, "
+                   f"layers {' '.join(layers)}")
+    return ConditionStatus(layout, jobs, notes, temp, description)
+
+
 def _stage2_wanted(layout: ResultsLayout, subject: int, directory: Path, extraction) -> dict:
     """The record a stage-2 job should have now: the subject's current weights, ``layers.json``'s settings.
 
@@ -211,7 +238,12 @@ def _stage3_wanted(layout: ResultsLayout, epoch: int, directory: Path) -> dict |
 
 
 def find_conditions(root: Path) -> list:
-    """``(data, model)`` of every condition folder under ``root`` (one with a config.json or subj folders)."""
+    """``(data, model)`` of every condition folder under ``root``.
+
+    A condition folder has a config.json or subj folders (the pipeline's own
+    networks), or a manifest.json (networks registered with ``nnsrm register``,
+    under any data and model names).
+    """
     from nnsrm import config
 
     out = []
@@ -220,6 +252,10 @@ def find_conditions(root: Path) -> list:
             d = Path(root) / data / model
             if d.is_dir() and ((d / "config.json").exists() or any(d.glob("subj*"))):
                 out.append((data, model))
+    for manifest in sorted(Path(root).glob("*/*/manifest.json")):
+        pair = (manifest.parent.parent.name, manifest.parent.name)
+        if pair not in out:
+            out.append(pair)
     return out
 
 
@@ -252,14 +288,12 @@ def format_table(status: ConditionStatus, show_all: bool = False) -> str:
 
 
 def build_parser():
-    from nnsrm import config
-
     parser = cli.OneLineArgumentParser(prog=cli.program_name("status.py"), description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=Path("results"), help="results root (default: %(default)s)")
-    parser.add_argument("--data", choices=sorted(config.DATASETS), default=None,
-                        help="only this dataset (default: every condition found)")
-    parser.add_argument("--model", choices=sorted(config.MODELS), default=None,
-                        help="only this architecture (default: every condition found)")
+    parser.add_argument("--data", default=None,
+                        help="only this dataset, configured or registered (default: every condition found)")
+    parser.add_argument("--model", default=None,
+                        help="only this architecture, configured or registered (default: every condition found)")
     parser.add_argument("--verify", action="store_true",
                         help="also compare every file's SHA-256 with its marker (reads every byte)")
     parser.add_argument("--all", action="store_true", dest="show_all",

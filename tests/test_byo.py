@@ -294,6 +294,32 @@ def test_changed_file_is_refused_until_registered_again(tmp_path, capsys):
     assert analyse(capsys, root)[0] == 0
 
 
+def test_status_lists_a_registered_condition_and_its_stale_analyses(tmp_path, capsys):
+    from nnsrm import status as status_mod
+
+    acts, labels = make_activations(n_networks=2, checkpoints=(0, 1), layers={"h1": 6, "h2": 5})
+    src = write_source(tmp_path / "src", acts, labels)
+    root = tmp_path / "root"
+    assert register(capsys, src, root)[0] == 0
+    assert (DATA, MODEL) in status_mod.find_conditions(root)
+    lay = ResultsLayout(root, DATA, MODEL)
+    before = status_mod.condition_status(lay)
+    assert sorted(j.name for j in before.jobs) == ["epoch 000 layer h1", "epoch 000 layer h2",
+                                                   "epoch 001 layer h1", "epoch 001 layer h2"]
+    assert {j.stage for j in before.jobs} == {3} and {j.state for j in before.jobs} == {"missing"}
+    assert analyse(capsys, root)[0] == 0
+    assert {j.state for j in status_mod.condition_status(lay).jobs} == {"complete"}
+    path = src / "seed1" / "epoch_1" / "h1.npy"
+    np.save(path, np.load(path)[:, ::-1].copy())
+    assert register(capsys, src, root, "--overwrite")[0] == 0
+    states = {j.name: j.state for j in status_mod.condition_status(lay).jobs}
+    assert states == {"epoch 000 layer h1": "complete", "epoch 000 layer h2": "complete",
+                      "epoch 001 layer h1": "stale", "epoch 001 layer h2": "stale"}
+    code, out, err = run(capsys, status_mod.main, "status.py", "--root", root)
+    assert code == 0, err
+    assert "registered: 2 networks" in out and "stale" in out
+
+
 def test_unknown_condition_points_to_register(tmp_path, capsys):
     code, _, err = analyse(capsys, tmp_path)
     assert code == 2 and len(err.strip().splitlines()) == 1
