@@ -25,6 +25,10 @@ export MPLBACKEND ?= Agg
 # uv installs into $(VENV) from uv.lock, with the interpreter chosen above, and never downloads Python.
 export UV_PROJECT_ENVIRONMENT = $(abspath $(VENV))
 export UV_PYTHON_DOWNLOADS = never
+# Compile the installed packages' bytecode once, at setup: every stage is a new process that imports
+# numpy, scipy, scikit-learn, matplotlib (and Keras, JAX), and compiling them from source on every import
+# (as where PYTHONDONTWRITEBYTECODE is set) costs several seconds per process.
+export UV_COMPILE_BYTECODE = 1
 
 .PHONY: check-python setup test-setup demo train activations analyses figures status simulation test test-slow bench lock check-wheels clean-venv help
 

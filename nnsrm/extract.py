@@ -107,11 +107,25 @@ def extract_activations(cfg, root: str | Path, subject: int, epoch: int, data_di
             "units": {n: len(k) for n, k in zip(names, keep)}}
 
 
+def output_layer_name(model, names) -> str | None:
+    """The analysed layer that is the network's output (its last layer with weights), or None if not analysed.
+
+    The conv nets' and ResNet-18's output is ``logits`` (softmax follows as a
+    weightless layer), the original MNIST MLP's ``softmax`` (a Dense layer with
+    the softmax fused): the last weighted layer finds either.
+    """
+    from nnsrm.models import all_layers
+
+    weighted = [layer.name for layer in all_layers(model) if layer.weights]
+    return weighted[-1] if weighted and weighted[-1] in names else None
+
+
 def write_condition_metadata(cfg, root: str | Path, data_dir: str | None = None) -> list:
     """Write ``layers.json`` and ``test_labels.npy`` for a condition; return the layer names.
 
-    ``layers.json`` holds the analysed layers in depth order and the number of
-    units saved for each (after the unit cap).
+    ``layers.json`` holds the analysed layers in depth order, the number of
+    units saved for each (after the unit cap), and which of them is the
+    network's output layer (``output_layer``, null if none is analysed).
     """
     from nnsrm.models import layer_outputs_model
     from nnsrm.training import cached_dataset
@@ -124,6 +138,7 @@ def write_condition_metadata(cfg, root: str | Path, data_dir: str | None = None)
         "layers": names,
         "units": {n: min(s, cfg.max_units) for n, s in zip(names, sizes)},
         "units_before_cap": dict(zip(names, sizes)),
+        "output_layer": output_layer_name(model, names),
     })
     atomic.save_npy(layout.test_labels_path, data.y_test.astype(np.int64))
     return names
