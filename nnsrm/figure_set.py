@@ -1,7 +1,8 @@
 """The figures of one condition, each a function that loads stage 3's results, plots them and saves the files.
 
-``make_figures.py`` calls every function here in one process (no kernel
-start, imports paid once); the notebooks ``show_rsa.ipynb`` and
+``make_figures.py`` calls every function here without a Jupyter kernel
+(imports paid once; the figures side by side on the machine's cores,
+:func:`draw`); the notebooks ``show_rsa.ipynb`` and
 ``show_srm.ipynb`` call the same functions cell by cell, for reading and
 changing interactively. Each function takes a :class:`FigureContext` (what
 was analysed, which epoch and layer, where figures go) and returns the
@@ -292,12 +293,55 @@ def expected_files(ctx: FigureContext, groups: Sequence[str] = ("rsa", "srm")) -
     return out
 
 
-def draw(ctx: FigureContext, groups: Sequence[str] = ("rsa", "srm")) -> list[Path]:
-    """Draw and save every figure of ``groups`` (in the notebooks' order); returns the files written."""
-    for group in groups:
-        for fn in GROUPS[group]:
-            figs = fn(ctx)
-            for fig in (figs if isinstance(figs, list) else [figs]):
-                fig.clear()  # Figures made without pyplot: freed once unreferenced, sooner when cleared
-            log.info("drew %s", fn.__name__)
+#: Figure functions drawn first on several processes: the slowest (most panels, 3-D axes, GIFs).
+SLOWEST_FIRST = ("measures", "trajectories", "fig4", "rsm_grids", "decoding")
+
+
+def _draw_one(ctx: FigureContext, group: str, name: str) -> str:
+    """Draw and save one figure function of ``group`` by name (what a worker process runs)."""
+    fn = {f.__name__: f for f in GROUPS[group]}[name]
+    figs = fn(ctx)
+    for fig in (figs if isinstance(figs, list) else [figs]):
+        fig.clear()  # Figures made without pyplot: freed once unreferenced, sooner when cleared
+    log.info("drew %s", name)
+    return name
+
+
+def draw(ctx: FigureContext, groups: Sequence[str] = ("rsa", "srm"), processes: int = 1) -> list[Path]:
+    """Draw and save every figure of ``groups``; returns the files written.
+
+    With ``processes`` > 1 the figures are drawn side by side on that many
+    worker processes (:mod:`nnsrm.process_pool`; each figure is independent
+    and rendering is CPU-bound), the slowest first. A figure that fails in a
+    worker is drawn again in this process, so its error is raised here as it
+    would be without workers.
+
+    Parameters
+    ----------
+    ctx : FigureContext
+        What the figures draw and where they go (:func:`context`).
+    groups : sequence of str
+        Keys of :data:`GROUPS`: ``"rsa"`` (show_rsa.ipynb's figures), ``"srm"``.
+    processes : int, default 1
+        Worker processes; 1 draws one figure after another in this process.
+
+    Returns
+    -------
+    list of Path
+        :func:`expected_files` of ``groups``.
+    """
+    names = [(group, fn.__name__) for group in groups for fn in GROUPS[group]]
+    if processes > 1 and len(names) > 1:
+        from nnsrm.jobs import Job
+        from nnsrm.process_pool import run_in_processes
+
+        order = {name: i for i, name in enumerate(SLOWEST_FIRST)}
+        names.sort(key=lambda gn: order.get(gn[1], len(order)))
+        jobs = [Job(f"figure {name}", _draw_one, {"ctx": ctx, "group": group, "name": name})
+                for group, name in names]
+        report = run_in_processes(jobs, processes, desc="figures", progress=False)
+        failed = {f.name for f in report.failures}
+        names = [(group, name) for group, name in names if f"figure {name}" in failed]
+    for group, name in names:
+        _draw_one(ctx, group, name)
     return expected_files(ctx, groups)

@@ -436,3 +436,21 @@ def test_output_layer_from_layers_json_or_by_name(tmp_path):
     atomic.write_json(layout.layers_path, {"layers": ["relu1", "relu2"], "units": {}, "output_layer": None})
     assert nf.output_layer(tmp_path, "mnist", "mlp") is None
     assert nf.output_layer(tmp_path, "mnist", "conv") is None  # nothing there
+
+
+def test_draw_on_processes_raises_a_failed_figure_here(monkeypatch, tmp_path):
+    """Figures drawn side by side: the others are written, a failing one raises its own error in this process."""
+    from nnsrm import figure_set
+
+    def fine(ctx):
+        (tmp_path / "fine.txt").write_text("drawn")
+        return []
+
+    def broken(ctx):
+        raise ValueError("layer 'fc' was not analysed")
+
+    monkeypatch.setitem(figure_set.GROUPS, "rsa", (broken, fine))  # forked workers see the patched table
+    monkeypatch.setattr(figure_set, "expected_files", lambda ctx, groups: [])
+    with pytest.raises(ValueError, match="layer 'fc' was not analysed"):
+        figure_set.draw(None, ["rsa"], processes=2)
+    assert (tmp_path / "fine.txt").read_text() == "drawn"

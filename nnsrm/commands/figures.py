@@ -1,4 +1,4 @@
-"""The paper's figures for one condition, drawn in this process (or by executing the notebooks).
+"""The paper's figures for one condition, drawn without a notebook kernel (or by executing the notebooks).
 
     python make_figures.py                                 # offline default: digits × conv, ROOT=results
     python make_figures.py --root results --data cifar10 --model conv --epoch 50 --layer dense1
@@ -6,7 +6,8 @@
 
 Runs after run_analyses.py. Draws every figure with the functions of
 nnsrm/figure_set.py (the ones the notebooks show_rsa.ipynb and show_srm.ipynb
-call, cell by cell) in this process, and writes each as PNG and PDF, the
+call, cell by cell) without starting a kernel, side by side on the
+machine's cores (--processes), and writes each as PNG and PDF, the
 animated trajectories as GIF, into ROOT/figures/ (or --out). With
 --notebooks the two notebooks are executed instead (nbclient, a Jupyter
 kernel each, the parameters passed as NNSRM_* environment variables), which
@@ -73,6 +74,9 @@ def build_parser():
                         help="length of each trajectory animation in seconds (default: %(default)s)")
     parser.add_argument("--gif-fps", type=cli.positive_int, default=6,
                         help="frames per second of the animations (default: %(default)s)")
+    parser.add_argument("--processes", type=cli.positive_int, default=None, metavar="N",
+                        help="without --notebooks: draw the figures on N processes of this machine side by side "
+                             "(default: every core; 1: one after another in this process)")
     parser.add_argument("--timeout", type=cli.positive_int, default=1800,
                         help="with --notebooks, seconds one notebook cell may run (default: %(default)s)")
     cli.add_verbosity_args(parser)
@@ -162,7 +166,9 @@ def main(argv=None):
                 return 1
             log.info("executed %s -> %s", name, dst)
     else:
-        figure_set.draw(ctx, groups)
+        from nnsrm.process_pool import default_processes
+
+        figure_set.draw(ctx, groups, processes=args.processes or default_processes())
     log.info("figures drawn in %.1f s", time.perf_counter() - t0)
     expected = figure_set.expected_files(ctx, groups)
     missing = [str(p) for p in expected if not p.is_file() or p.stat().st_size == 0]
