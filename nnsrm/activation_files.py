@@ -19,7 +19,6 @@ HDF5 string, object and compound datasets are refused.
 
 from __future__ import annotations
 
-import logging
 import struct
 import zipfile
 from pathlib import Path
@@ -27,8 +26,6 @@ from pathlib import Path
 import numpy as np
 
 from nnsrm.errors import UsageError
-
-log = logging.getLogger(__name__)
 
 #: Suffixes of the files that hold one network's activations under keys (members or datasets).
 NPZ_SUFFIXES = (".npz",)

@@ -51,17 +51,17 @@ def read_layers(layout: ResultsLayout) -> tuple[list[str], dict]:
     """Analysed layers in depth order and their saved unit counts, from stage 2's ``layers.json``."""
     path = layout.layers_path
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found: run save_acts_cifar.py for --data {layout.data} "
-                                f"--model {layout.model} --root {layout.root} first")
+        raise UsageError(f"{path} not found: run save_acts_cifar.py for --data {layout.data} "
+                         f"--model {layout.model} --root {layout.root} first")
     try:
         info = json.loads(path.read_text())
         layers = [str(name) for name in info["layers"]]
         units = {str(k): int(v) for k, v in info.get("units", {}).items()}
     except (ValueError, KeyError, TypeError) as err:
-        raise ValueError(f"{path} is not valid: expected {{\"layers\": [...], \"units\": {{...}}}} "
+        raise UsageError(f"{path} is not valid: expected {{\"layers\": [...], \"units\": {{...}}}} "
                          f"({err}); rerun save_acts_cifar.py") from None
     if not layers:
-        raise ValueError(f"{path} lists no layers; rerun save_acts_cifar.py")
+        raise UsageError(f"{path} lists no layers; rerun save_acts_cifar.py")
     return layers, units
 
 
@@ -69,16 +69,16 @@ def read_labels(layout: ResultsLayout) -> np.ndarray:
     """Labels of the test images (stage 2's ``test_labels.npy``), shape (n_images,)."""
     path = layout.test_labels_path
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found: run save_acts_cifar.py first")
+        raise UsageError(f"{path} not found: run save_acts_cifar.py first")
     try:
         labels = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as err:
-        raise ValueError(f"{path} is not a readable .npy file ({err}); rerun save_acts_cifar.py") from None
+        raise UsageError(f"{path} is not a readable .npy file ({err}); rerun save_acts_cifar.py") from None
     if labels.ndim == 2 and labels.shape[1] > 1:  # one-hot
         labels = labels.argmax(axis=1)
     labels = labels.reshape(labels.shape[0], -1)[:, 0] if labels.ndim == 2 else labels
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"{path} must hold integer labels of shape (n_images,), got {labels.dtype} "
+        raise UsageError(f"{path} must hold integer labels of shape (n_images,), got {labels.dtype} "
                          f"{labels.shape}")
     return labels
 
@@ -88,9 +88,9 @@ def open_activations(path: Path) -> ActivationArray:
     try:
         a = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, EOFError) as err:
-        raise ValueError(f"{path} is not a readable .npy file ({err}); rerun save_acts_cifar.py") from None
+        raise UsageError(f"{path} is not a readable .npy file ({err}); rerun save_acts_cifar.py") from None
     if a.ndim < 2:
-        raise ValueError(f"{path} must be images × units, got shape {a.shape}")
+        raise UsageError(f"{path} must be images × units, got shape {a.shape}")
     return ActivationArray(a, a.shape, a.dtype, str(path))
 
 
@@ -198,8 +198,8 @@ class Stage2Source(ActivationSource):
         if not is_complete(adir):
             what = "does not exist" if not adir.exists() else f"has no valid {MARKER_NAME}"
             raise UsageError(f"epoch {epoch} of subject {subject} is missing: {adir} {what}; run "
-                                    f"save_acts_cifar.py (or train_cifar.py) for it, or drop it with "
-                                    f"--only-epochs/--only-subjects")
+                             f"save_acts_cifar.py (or train_cifar.py) for it, or drop it with "
+                             f"--only-epochs/--only-subjects")
 
     def array_name(self, subject: int, epoch: int, layer: str) -> str:
         return str(self.layout.activation_path(subject, epoch, layer))
@@ -263,8 +263,8 @@ def check_finite_array(arr: ActivationArray, remedy: str) -> None:
                              f"network?); {remedy}")
 
 
-def check_finite_file(path: Path, chunk_rows: int = 2048) -> None:
-    """Raise if the stage-2 activation file holds NaN or Inf (read in chunks: memory stays small)."""
+def check_finite_file(path: Path) -> None:
+    """Raise if the stage-2 activation file holds NaN or Inf (read by blocks: memory stays small)."""
     check_finite_array(open_activations(path), "retrain that subject or leave it out with --only-subjects")
 
 
@@ -300,12 +300,12 @@ def check_inputs(source: ActivationSource, subjects: Sequence[int], epochs: Sequ
     epoch × layer the subjects' arrays agree on image count (also with the
     labels) and unit count; ``k`` fits the units and the fit images; and, for
     the ``(epoch, layer)`` pairs in ``check_finite`` (the jobs about to run),
-    that no array holds NaN or Inf. Each problem is a ``ValueError`` or
-    ``FileNotFoundError`` whose one-line message names the file(s).
+    that no array holds NaN or Inf. Each problem is a :class:`~nnsrm.errors.UsageError`
+    whose one-line message names the file(s).
     """
     subjects = list(subjects)
     if len(subjects) < 2:
-        raise ValueError(f"SRM needs at least 2 subjects (networks), got {subjects} under "
+        raise UsageError(f"SRM needs at least 2 subjects (networks), got {subjects} under "
                          f"{source.layout.condition_dir} (found: {source.found_subjects() or 'none'}); "
                          f"{source.more_networks}")
     labels = source.labels()
@@ -313,7 +313,7 @@ def check_inputs(source: ActivationSource, subjects: Sequence[int], epochs: Sequ
     try:
         fit_idx, _ = preproc.stratified_split(labels, params.test_size, params.seed, params.class_order)
     except ValueError as err:
-        raise ValueError(f"{source.labels_name}: {err}") from None
+        raise UsageError(f"{source.labels_name}: {err}") from None
     n_fit = len(fit_idx)
     for epoch in epochs:
         for s in subjects:
@@ -326,7 +326,7 @@ def check_inputs(source: ActivationSource, subjects: Sequence[int], epochs: Sequ
             names = [source.array_name(s, epoch, layer) for s in subjects]
             missing = [name for s, name in zip(subjects, names) if not source.has_array(s, epoch, layer)]
             if missing:
-                raise FileNotFoundError(f"layer {layer!r} missing: {', '.join(missing)}; {source.rerun}")
+                raise UsageError(f"layer {layer!r} missing: {', '.join(missing)}; {source.rerun}")
             shapes = []
             for s in subjects:
                 with source.open(s, epoch, layer) as arr:
@@ -334,16 +334,16 @@ def check_inputs(source: ActivationSource, subjects: Sequence[int], epochs: Sequ
             counts = [sh[0] for sh in shapes]
             if len(set(counts)) > 1 or counts[0] != n_images:
                 odd = [f"{p} ({c})" for p, c in zip(names, counts) if c != n_images]
-                raise ValueError(f"image counts disagree with the {n_images} labels in "
+                raise UsageError(f"image counts disagree with the {n_images} labels in "
                                  f"{source.labels_name}: {', '.join(odd)}; {source.rerun} "
                                  f"for those subjects")
             n_units = {sh[1] for sh in shapes}
             if len(n_units) > 1:
-                raise ValueError("unit counts disagree across subjects: "
+                raise UsageError("unit counts disagree across subjects: "
                                  + ", ".join(f"{p} ({sh[1]})" for p, sh in zip(names, shapes)))
             kept = len(preproc.subsample_units(shapes[0][1], params.max_units, params.seed))
             if units.setdefault(layer, kept) != kept:
-                raise ValueError(f"layer {layer!r} has {kept} units in {names[0]} but {units[layer]} in "
+                raise UsageError(f"layer {layer!r} has {kept} units in {names[0]} but {units[layer]} in "
                                  f"epoch {epochs[0]}'s files; {source.rerun}")
             if layer not in k:
                 k[layer] = resolve_k(params.k, kept, n_fit,
@@ -371,7 +371,7 @@ def load_network(arr: ActivationArray, units_idx: np.ndarray, fit_idx, test_idx)
     units = None if len(units_idx) == arr.shape[1] else units_idx
     sel = arr.columns(units, dtype=np.float32)  # (n_images, u), read by blocks
     if not np.isfinite(sel).all():
-        raise ValueError(f"{arr.name} contains NaN or Inf activations (a diverged network?); retrain that "
+        raise UsageError(f"{arr.name} contains NaN or Inf activations (a diverged network?); retrain that "
                          f"subject or leave it out with --only-subjects")
     X = sel.T  # (n_units, n_images): the library's orientation
     return X[:, fit_idx], X[:, test_idx]  # (u, m), (u, t): copies, the mapped file is let go

@@ -84,11 +84,11 @@ from typing import Sequence
 
 import numpy as np
 
-from nnsrm import null_budget
+from nnsrm import null_budget, state
 from nnsrm.activations import check_inputs, load_network, open_source, resolve_k
-from nnsrm.atomic import (MARKER_NAME, clear_marker, is_complete, remove_stale_temporaries, save_npz,
-                          write_marker)
-from nnsrm.errors import UsageError
+from nnsrm.atomic import clear_marker, remove_stale_temporaries, save_npz, write_marker
+from nnsrm.cli import check_srm_engine
+from nnsrm.errors import StaleOutputError, UsageError
 from nnsrm.jobs import Job
 from nnsrm.paths import ResultsLayout
 from nnsrm.rsm_image import write_rsm_quad
@@ -194,32 +194,12 @@ def resolve_null_epochs(choice, epochs: Sequence[int]) -> tuple:
     return tuple(chosen)
 
 
-def job_inputs(source, epoch: int, subjects: Sequence[int], final_epoch: int | None) -> dict:
-    """Checksums of what one stage-3 job reads: its epoch's inputs and, for the ``*_final_wrsm`` metrics,
-    the final epoch's (see :meth:`nnsrm.activations.ActivationSource.input_digests`)."""
-    out = dict(source.input_digests(epoch, subjects))
-    if final_epoch is not None and int(final_epoch) != int(epoch):
-        out.update(source.input_digests(int(final_epoch), subjects))
-    return out
-
-
 def job_status(layout: ResultsLayout, epoch: int, layer: str, params: AnalysisParams,
                subjects: Sequence[int]) -> str:
-    """``"todo"``, ``"done"`` (complete with the same parameters and inputs) or ``"stale"`` (other ones).
-
-    A marker that records no inputs (made before they were recorded) is judged by its parameters alone.
-    """
-    out = layout.analysis_dir(epoch, layer)
-    if not is_complete(out):
-        return "todo"
-    try:
-        info = json.loads((out / MARKER_NAME).read_text())
-        same = info.get("params") == params.as_dict() and info.get("subjects") == [int(s) for s in subjects]
-    except ValueError:
-        return "todo"
-    if same and "inputs" in info:
-        same = info["inputs"] == job_inputs(open_source(layout), epoch, subjects, params.final_epoch)
-    return "done" if same else "stale"
+    """``"todo"``, ``"done"`` (complete, made with these parameters from these inputs) or ``"stale"``."""
+    st, _ = state.job_state(layout.analysis_dir(epoch, layer),
+                            state.stage3_record(layout, epoch, subjects, params.as_dict()))
+    return {"complete": "done", "stale": "stale"}.get(st, "todo")
 
 
 def _versions() -> dict:
@@ -234,16 +214,17 @@ def _versions() -> dict:
     return out
 
 
-def _class_rsm(networks, units_idx, labels, seed):
-    """The original study's RSM grid cell: class-mean RSM of all images, first networks, 500 units, mean."""
-    units = units_idx if len(units_idx) <= CLASS_RSM_UNITS else np.sort(
-        np.random.default_rng(seed).choice(units_idx, CLASS_RSM_UNITS, replace=False))
-    total, classes = None, None
-    for arr in networks[:CLASS_RSM_NETWORKS]:
-        X = arr.columns(None if len(units) == arr.shape[1] else units, dtype=np.float32).T  # (units, images)
-        rsm, classes = rsa.class_mean_rsm(X, labels)
-        total = rsm if total is None else total + rsm
-    return total / min(len(networks), CLASS_RSM_NETWORKS), classes
+def _class_rsm_units(units_idx, seed):
+    """The units of the original study's RSM grid: at most :data:`CLASS_RSM_UNITS` of the units kept."""
+    if len(units_idx) <= CLASS_RSM_UNITS:
+        return units_idx
+    return np.sort(np.random.default_rng(seed).choice(units_idx, CLASS_RSM_UNITS, replace=False))
+
+
+def _class_rsm(arr, units, labels):
+    """One network's cell of the original study's RSM grid: the class-mean RSM of all images (C, C)."""
+    X = arr.columns(None if len(units) == arr.shape[1] else units, dtype=np.float32).T  # (units, images)
+    return rsa.class_mean_rsm(X, labels)
 
 
 def job_result(networks, labels: np.ndarray, subjects: Sequence[int], params: AnalysisParams, *, data: str,
@@ -260,7 +241,8 @@ def job_result(networks, labels: np.ndarray, subjects: Sequence[int], params: An
     Parameters
     ----------
     networks : sequence of ActivationArray, element i of shape (n_images, n_units)
-        One array per network (:class:`nnsrm.activation_files.ActivationArray`), images × units.
+        One array per network (:class:`nnsrm.activation_files.ActivationArray`), images × units;
+        each is closed once read.
     labels : ndarray of int, shape (n_images,)
         Label of every image.
     subjects : sequence of int
@@ -287,8 +269,14 @@ def job_result(networks, labels: np.ndarray, subjects: Sequence[int], params: An
     k = resolve_k(p.k, len(units_idx), len(fit_idx), where=f"layer {layer!r} ({networks[0].name}, ...)")
     saved_units = list(saved_units) if saved_units is not None else [None] * len(networks)
     fit, test, units_kept = [], [], []
-    for arr, saved in zip(networks, saved_units):
+    # The original's RSM grid: mean class-mean RSM of all images of the first networks, read before closing.
+    class_units, class_total, classes = _class_rsm_units(units_idx, p.seed), None, None
+    for i, (arr, saved) in enumerate(zip(networks, saved_units)):
         X_fit, X_test = load_network(arr, units_idx, fit_idx, test_idx)  # (u, m), (u, t)
+        if i < CLASS_RSM_NETWORKS:
+            rsm_i, classes = _class_rsm(arr, class_units, labels)  # (C, C)
+            class_total = rsm_i if class_total is None else class_total + rsm_i
+        arr.close()  # let the mapped file go now: its pages would otherwise count until the job ends
         fit.append(X_fit)
         test.append(X_test)
         units_kept.append(saved[units_idx] if saved is not None else units_idx)  # a producer may have capped units
@@ -309,7 +297,7 @@ def job_result(networks, labels: np.ndarray, subjects: Sequence[int], params: An
                                        null_draws=p.null_draws if run_null else 0, interval=p.interval,
                                        n_boot=p.n_boot)
     del fit, test, reference_test
-    class_rsm, classes = _class_rsm(networks, units_idx, labels, p.seed)
+    class_rsm = class_total / min(len(networks), CLASS_RSM_NETWORKS)  # (C, C)
     subjects = [int(s) for s in subjects]
     meta = {"data": data, "model": model, "epoch": int(epoch), "layer": layer,
             "layer_depth": int(layer_depth), "k": int(k), "params": p.as_dict(), "subjects": subjects,
@@ -358,14 +346,17 @@ def analyse_job(root, data: str, model: str, epoch: int, layer: str, subjects: S
     layout = ResultsLayout(Path(root), data, model)
     p = AnalysisParams.from_dict(params)
     subjects = [int(s) for s in subjects]
-    out_dir = layout.analysis_dir(epoch, layer)
-    status = job_status(layout, epoch, layer, p, subjects)
-    if status == "done" and not overwrite:
-        log.info("epoch %d layer %s: complete, skipped", epoch, layer)
-        return {"status": "skipped"}
-    if status == "stale" and not overwrite:
-        raise ValueError(f"{out_dir} was made with other parameters or inputs; pass --overwrite to redo it")
+    record = state.stage3_record(layout, epoch, subjects, p.as_dict())
+    return state.run_job(layout.analysis_dir(epoch, layer), record, f"epoch {epoch:03d} layer {layer}", overwrite,
+                         lambda: _analyse(layout, epoch, layer, subjects, p, layer_depth, record, provenance),
+                         skipped={"status": "skipped"})
 
+
+def _analyse(layout: ResultsLayout, epoch: int, layer: str, subjects: list, p: AnalysisParams, layer_depth: int,
+             record: dict, provenance: dict | None) -> dict:
+    """The body of :func:`analyse_job`, run while holding the job folder's lock."""
+    data, model = layout.data, layout.model
+    out_dir = layout.analysis_dir(epoch, layer)
     source = open_source(layout)
     labels = source.labels()
     networks, reference = [], []
@@ -392,8 +383,8 @@ def analyse_job(root, data: str, model: str, epoch: int, layer: str, subjects: S
                    arrays["irsm_shared"], title=f"{data} {model}, epoch {epoch}, layer {layer}: r(shared iRSM, wRSM) "
                                                 f"= {r_shared:.2f}, r(native iRSM, wRSM) = {r_native:.2f}")
     write_marker(out_dir, [out_dir / RESULTS_NAME, out_dir / PLOT_NAME], params=p.as_dict(),
-                 subjects=subjects, k=int(k), versions=_versions(), inputs=job_inputs(source, epoch, subjects, final),
-                 **(provenance or {}))
+                 subjects=subjects, k=int(k), versions=_versions(), **(provenance or {}),
+                 **state.marker_fields(record))
     var_exp_test = float(np.mean(arrays["var_exp_test"]))
     log.info("epoch %d layer %s: k=%d, var exp test %.3f, r shared %.3f, native %.3f",
              epoch, layer, k, var_exp_test, r_shared, r_native)
@@ -406,13 +397,21 @@ def plan_jobs(layout: ResultsLayout, epochs: Sequence[int], layers: Sequence[str
               provenance: dict | None = None, explicit_null_draws: bool = False) -> list[Job]:
     """Validate all inputs (nothing is written) and list the jobs still to run.
 
-    Complete jobs made with the same parameters are left out unless
-    ``overwrite``; a complete job made with other parameters is an error
-    (mixing them would make an inconsistent summary) unless ``overwrite``.
-    With ``explicit_null_draws`` (the user asked for a number of null draws),
-    a null epoch whose nulls are not affordable (:mod:`nnsrm.null_budget`)
-    is an error unless ``params.force_nulls``; otherwise such jobs skip their
-    nulls (logged).
+    Complete jobs made with the same parameters from the same stage-2
+    outputs are left out unless ``overwrite``; a complete job made otherwise
+    is an error (mixing them would make an inconsistent summary) unless
+    ``overwrite``. With ``explicit_null_draws`` (the user asked for a number
+    of null draws), a null epoch whose nulls are not affordable
+    (:mod:`nnsrm.null_budget`) is an error unless ``params.force_nulls``;
+    otherwise such jobs skip their nulls (logged).
+
+    Raises
+    ------
+    nnsrm.errors.UsageError
+        For any bad input (see :func:`nnsrm.activations.check_inputs`), or
+        unaffordable nulls asked for explicitly.
+    nnsrm.errors.StaleOutputError
+        If a complete job was made with other parameters or inputs, naming the first difference.
     """
     source = open_source(layout)
     all_layers = source.layers()
@@ -421,17 +420,15 @@ def plan_jobs(layout: ResultsLayout, epochs: Sequence[int], layers: Sequence[str
     unknown = [name for name in layers if name not in all_layers]
     if unknown:
         listed = layout.manifest_path if source.kind == "registered" else layout.layers_path
-        raise ValueError(f"unknown layer(s) {unknown}: {listed} lists {all_layers}")
+        raise UsageError(f"unknown layer(s) {unknown}: {listed} lists {all_layers}")
     layers = [name for name in all_layers if name in layers]  # depth order
-    if params.engine not in factor.ENGINES:
-        raise ValueError(f"engine must be one of {factor.ENGINES}, got {params.engine!r}")
-    factor.srm_class(params.engine)  # an unavailable engine fails now, not in every job
+    check_srm_engine(params.engine)  # an unknown or uninstalled engine fails now, not in every job
     todo, stale = [], []
     for epoch in epochs:
         for layer in layers:
             status = job_status(layout, epoch, layer, params, subjects)
             if status == "stale" and not overwrite:
-                stale.append(layout.analysis_dir(epoch, layer))
+                stale.append((epoch, layer))
             elif status != "done" or overwrite:
                 todo.append((epoch, layer))
     checked = list(epochs)
@@ -439,9 +436,11 @@ def plan_jobs(layout: ResultsLayout, epochs: Sequence[int], layers: Sequence[str
         checked.append(int(params.final_epoch))  # the *_final_wrsm metrics read it
     plan = check_inputs(source, subjects, checked, layers, params, check_finite=todo)
     if stale:
-        more = f" (and {len(stale) - 1} more)" if len(stale) > 1 else ""
-        raise ValueError(f"{stale[0]}{more} was made with other parameters or subjects, or from other inputs "
-                         f"(see its {MARKER_NAME}); pass --overwrite to redo it, or use another --root")
+        epoch, layer = stale[0]
+        directory = layout.analysis_dir(epoch, layer)
+        _, diff = state.job_state(directory, state.stage3_record(layout, epoch, subjects, params.as_dict()))
+        raise StaleOutputError(state.stale_message(f"epoch {epoch:03d} layer {layer}", directory, diff,
+                                                   len(stale) - 1))
     if explicit_null_draws and not params.force_nulls:
         n_test = plan.n_images - plan.n_fit
         for epoch, layer in todo:

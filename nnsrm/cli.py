@@ -8,19 +8,23 @@ status 2. Nothing is written before the arguments are validated.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
 
-from nnsrm import console
+from nnsrm import console, interrupts
+from nnsrm.interrupts import INTERRUPTED
 from nnsrm.errors import INPUT_ERRORS, UsageError
 from nnsrm.jobs import JobsFailed
 
 __all__ = ["UsageError", "OneLineArgumentParser", "positive_int", "non_negative_int", "non_negative_float",
            "fraction", "add_condition_args", "add_engine_args", "add_verbosity_args", "check_engine", "check_root",
-           "prepare_environment", "setup_logging", "run_main"]
+           "prepare_environment", "setup_logging", "run_main", "exit_process", "check_srm_engine", "INTERRUPTED"]
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):
@@ -105,7 +109,9 @@ def add_condition_args(parser: argparse.ArgumentParser, data_choices, model_choi
     parser.add_argument("--root", type=Path, default=Path("results"),
                         help="results root; every output goes under ROOT/<data>/<model>/ (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="redo jobs whose outputs already exist (default: skip complete jobs)")
+                        help="redo every job, also complete ones and those made with other settings or inputs "
+                             "(default: skip complete jobs, stop before writing anything if one is stale; "
+                             "see docs/state.md)")
 
 
 def check_condition(root: Path, data: str, model: str, data_choices, model_choices) -> None:
@@ -159,6 +165,22 @@ def check_root(root: Path, flag: str = "--root") -> Path:
     return root
 
 
+def check_srm_engine(engine: str, flag: str = "--srm-engine") -> None:
+    """Fail now, in one line that says how to install it, if the SRM ``engine`` cannot be imported."""
+    from qmvpa import factor
+
+    try:
+        factor.srm_class(engine)
+    except ImportError as err:
+        if engine == "brainiak":
+            raise UsageError(f"{flag} brainiak needs BrainIAK and MPI, which cannot be imported here; install "
+                             f"them with pip install 'nnsrm[brainiak]' (make test installs them where wheels exist: "
+                             f"Python 3.11 and 3.12), or use {flag} fast") from None
+        raise UsageError(f"{flag} {engine} cannot be used here ({err})") from None
+    except ValueError as err:
+        raise UsageError(f"{flag}: {err}") from None
+
+
 def add_verbosity_args(parser: argparse.ArgumentParser) -> None:
     """``-v`` (details on the console; ``-vv`` also the libraries' debug output) and ``--no-progress``."""
     parser.add_argument("-v", "--verbose", action="count", default=0,
@@ -200,21 +222,63 @@ def program_name(default: str) -> str:
 
 def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None,
              prog: str | None = None) -> int:
-    """Run a script's ``main`` and turn input errors into one stderr line with exit status 2."""
+    """Run a script's ``main``; bad input becomes one stderr line with exit status 2, Ctrl-C status 130.
+
+    Failed jobs give one line each and status 1 (2 if every failure was bad
+    input). Exit the process with :func:`exit_process`, which after Ctrl-C
+    skips the interpreter's teardown.
+    """
     prog = prog or Path(sys.argv[0]).name
     _PROGRAM["name"] = prog
-    try:
-        return int(main(argv) or 0)
-    except JobsFailed as err:
-        # One line per failed job; the other jobs' outputs are kept.
-        where = console.log_file()
-        hint = f"\n  (tracebacks in {where})" if where and not err.all_input_errors else ""
-        print(f"{prog}: error: {err}{hint}", file=sys.stderr)
-        return 2 if err.all_input_errors else 1
-    except INPUT_ERRORS as err:
-        message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        print(f"{prog}: error: {message}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted; complete outputs are kept, rerun to resume", file=sys.stderr)
-        return 130
+    with interrupts.handling(prog):
+        try:
+            code = int(main(argv) or 0)
+            interrupts.check()  # a library caught the first Ctrl-C; the user still asked to stop
+            return code
+        except KeyboardInterrupt:
+            return _interrupted(prog)
+        except BaseException as err:
+            if interrupts.received():  # Ctrl-C, turned into another exception by a library
+                return _interrupted(prog)
+            if isinstance(err, JobsFailed):
+                return _jobs_failed(prog, err)
+            if isinstance(err, INPUT_ERRORS):
+                message = str(err).splitlines()[0] if str(err) else type(err).__name__
+                print(f"{prog}: error: {message}", file=sys.stderr)
+                return 2
+            raise
+
+
+def _interrupted(prog: str) -> int:
+    print(f"{prog}: interrupted; complete outputs are kept, rerun to resume", file=sys.stderr)
+    return INTERRUPTED
+
+
+def _jobs_failed(prog: str, err: JobsFailed) -> int:
+    """One line per failed job (the other jobs' outputs are kept); status 2 if all were bad input, else 1."""
+    where = console.log_file()
+    hint = f"\n  (tracebacks in {where})" if where and not err.all_input_errors else ""
+    print(f"{prog}: error: {err}{hint}", file=sys.stderr)
+    return 2 if err.all_input_errors else 1
+
+
+def exit_process(code: int) -> None:
+    """End the process with ``code``: the last call of every command-line entry point.
+
+    After Ctrl-C (``code == 130``) the output streams and log files are flushed
+    and the process ends with ``os._exit``, without the interpreter's teardown:
+    an interrupt can leave native libraries mid-operation (XLA's thread pools
+    still running work that JAX dispatched asynchronously, an HDF5 file being
+    written), and finalising their Python objects then can crash the process.
+    Every output was already written atomically or removed, and file locks are
+    released by the operating system, so skipping the teardown loses nothing.
+    """
+    if code != INTERRUPTED:
+        sys.exit(code)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C cannot interrupt the flushing
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    with contextlib.suppress(Exception):
+        logging.shutdown()
+    os._exit(code)

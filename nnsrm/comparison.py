@@ -150,7 +150,10 @@ def compare(activations, labels, *, layers=None, k: int | None = None, n_iter: i
     engine = factor.DEFAULT_ENGINE if engine is None else engine
     if engine not in factor.ENGINES:
         raise UsageError(f"engine must be one of {factor.ENGINES}, got {engine!r}")
-    factor.srm_class(engine)  # an unavailable engine fails now, not in the first job
+    try:
+        factor.srm_class(engine)  # an unavailable engine fails now, not in the first job
+    except ImportError as err:
+        raise UsageError(f"engine {engine!r} cannot be used here ({err}); use engine='fast'") from None
     labels = labels_from_array(_as_array(labels, "labels"), "labels")
     arrays, infos, first_layers = _catalogue(activations)
     explicit = layers is not None

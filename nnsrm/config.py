@@ -15,6 +15,8 @@ import dataclasses
 import math
 from typing import Optional
 
+from nnsrm.errors import UsageError
+
 DATASETS = ("digits", "mnist", "cifar10", "cifar100")
 MODELS = ("conv", "mlp", "resnet18")
 
@@ -71,22 +73,24 @@ class ExperimentConfig:
 
     def __post_init__(self):
         if self.data not in DATASETS:
-            raise ValueError(f"unknown data {self.data!r}; choose from {', '.join(DATASETS)}")
+            raise UsageError(f"unknown data {self.data!r}; choose from {', '.join(DATASETS)}")
         if self.model not in MODELS:
-            raise ValueError(f"unknown model {self.model!r}; choose from {', '.join(MODELS)}")
+            raise UsageError(f"unknown model {self.model!r}; choose from {', '.join(MODELS)}")
         for field in ("n_subjects", "n_epochs", "batch_size", "max_units", "extract_batch_size"):
             value = getattr(self, field)
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{field} must be a positive integer, got {value!r}")
+                raise UsageError(f"{field} must be a positive integer, got {value!r}")
+        if self.resnet_variant not in ("imagenet", "cifar"):
+            raise UsageError(f"resnet_variant must be 'imagenet' or 'cifar', got {self.resnet_variant!r}")
         if self.optimizer not in ("rmsprop", "adam"):
-            raise ValueError(f"optimizer must be 'rmsprop' or 'adam', got {self.optimizer!r}")
+            raise UsageError(f"optimizer must be 'rmsprop' or 'adam', got {self.optimizer!r}")
         if self.rmsprop_form not in RMSPROP_FORMS:
-            raise ValueError(f"rmsprop_form must be one of {', '.join(RMSPROP_FORMS)}, got {self.rmsprop_form!r}")
+            raise UsageError(f"rmsprop_form must be one of {', '.join(RMSPROP_FORMS)}, got {self.rmsprop_form!r}")
         if not isinstance(self.subtract_mean, bool):
-            raise ValueError(f"subtract_mean must be True or False, got {self.subtract_mean!r}")
+            raise UsageError(f"subtract_mean must be True or False, got {self.subtract_mean!r}")
         epochs = tuple(int(e) for e in self.logged_epochs)
         if not epochs or epochs[0] != 0 or list(epochs) != sorted(set(epochs)):
-            raise ValueError(f"logged_epochs must be increasing and start at 0, got {self.logged_epochs}")
+            raise UsageError(f"logged_epochs must be increasing and start at 0, got {self.logged_epochs}")
         # Logged epochs past the end of a shortened run are dropped; the last epoch is always logged.
         epochs = tuple(e for e in epochs if e <= self.n_epochs)
         if epochs[-1] != self.n_epochs:
@@ -171,20 +175,21 @@ def get_config(data: str, model: str, **overrides: Optional[object]) -> Experime
 
     Raises
     ------
-    ValueError
-        For an unknown data/model name or combination, or an invalid override.
+    nnsrm.errors.UsageError
+        For an unknown data/model name or combination, or an invalid override
+        (a ``ValueError``; exit status 2 on the command line).
     """
     if data not in DATASETS:
-        raise ValueError(f"unknown data {data!r}; choose from {', '.join(DATASETS)}")
+        raise UsageError(f"unknown data {data!r}; choose from {', '.join(DATASETS)}")
     if model not in MODELS:
-        raise ValueError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
+        raise UsageError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
     key = (data, model)
     if key not in EXPERIMENTS:
         known = ", ".join(f"{d}×{m}" for d, m in EXPERIMENTS)
-        raise ValueError(f"no experiment is configured for {data}×{model}; configured: {known}")
+        raise UsageError(f"no experiment is configured for {data}×{model}; configured: {known}")
     overrides = {k: v for k, v in overrides.items() if v is not None}
     fields = {f.name for f in dataclasses.fields(ExperimentConfig)}
     unknown = set(overrides) - fields
     if unknown:
-        raise ValueError(f"unknown config field(s) {sorted(unknown)}; fields are {sorted(fields)}")
+        raise UsageError(f"unknown config field(s) {sorted(unknown)}; fields are {sorted(fields)}")
     return dataclasses.replace(EXPERIMENTS[key], **overrides)

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nnsrm.errors import MissingInputError, UsageError
 from nnsrm.archive_checksums import OFFICIAL_MD5, warn_if_not_official
 from nnsrm.safe_pickle import CIFAR_HOME, UnsafeArchiveError, load_cifar_batch
 
@@ -132,33 +133,33 @@ def load_dataset(name: str, data_dir: str | Path | None = None, subtract_mean: b
 
     Raises
     ------
-    ValueError
-        Unknown name.
-    FileNotFoundError
+    nnsrm.errors.UsageError
+        Unknown name, or the file is not a readable archive of the dataset
+        (every error here is bad input: exit status 2 on the command line).
+    nnsrm.errors.MissingInputError
         The archive is missing from ``data_dir``, or cannot be downloaded;
-        the message names the file and where to put it.
+        the message names the file and where to put it (a ``UsageError`` and
+        a ``FileNotFoundError``).
     nnsrm.safe_pickle.UnsafeArchiveError
         A CIFAR archive holds a pickle that asks to run anything; nothing of
-        it ran (a ``ValueError``; one line naming the file).
-    ValueError
-        The file is not a readable archive of the dataset.
+        it ran (a ``UsageError``; one line naming the file).
     """
     if name not in DATASET_NAMES:
-        raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASET_NAMES)}")
+        raise UsageError(f"unknown dataset {name!r}; choose from {', '.join(DATASET_NAMES)}")
     if subtract_mean is None:
         subtract_mean = SUBTRACT_MEAN[name]
     elif not isinstance(subtract_mean, bool):
-        raise ValueError(f"subtract_mean must be True, False or None, got {subtract_mean!r}")
+        raise UsageError(f"subtract_mean must be True, False or None, got {subtract_mean!r}")
     if name == "digits":
         return _load_digits(subtract_mean)
     if data_dir is not None:
         data_dir = Path(data_dir)
         if not data_dir.is_dir():
-            raise FileNotFoundError(f"--data-dir {data_dir} is not a folder; put {ARCHIVES[name]} "
+            raise MissingInputError(f"--data-dir {data_dir} is not a folder; put {ARCHIVES[name]} "
                                     f"(from {SOURCES[name]}) in a folder and pass that folder")
         archive = data_dir / ARCHIVES[name]
         if not archive.exists():
-            raise FileNotFoundError(f"{ARCHIVES[name]} not found in {data_dir}; download it from "
+            raise MissingInputError(f"{ARCHIVES[name]} not found in {data_dir}; download it from "
                                     f"{SOURCES[name]} and put it there (do not unpack it)")
     else:
         archive = _download_with_keras(name)
@@ -198,7 +199,7 @@ def _read_mnist_npz(path: Path):
             return (f["x_train"], f["y_train"]), (f["x_test"], f["y_test"])
     except (OSError, ValueError, KeyError, EOFError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ValueError(f"{path} is not a readable {ARCHIVES['mnist']} of plain arrays x_train, y_train, "
+        raise UsageError(f"{path} is not a readable {ARCHIVES['mnist']} of plain arrays x_train, y_train, "
                          f"x_test, y_test ({reason}); download it again from {SOURCES['mnist']}") from None
 
 
@@ -215,7 +216,7 @@ def _check_cifar_batch(batch, label_key: bytes, source: str) -> None:
             and data.shape[1] == CIFAR_IMAGE_BYTES and isinstance(labels, list) and len(labels) == len(data)
             and all(type(v) is int for v in labels)):
         return
-    raise ValueError(f"{source} is not in the official CIFAR python format (expected a dict with b'data', "
+    raise UsageError(f"{source} is not in the official CIFAR python format (expected a dict with b'data', "
                      f"a uint8 array of shape (n, {CIFAR_IMAGE_BYTES}), and {label_key!r}, a list of n ints); "
                      f"download the official archive from {CIFAR_HOME}")
 
@@ -243,11 +244,11 @@ def _read_cifar_archive(path: Path, name: str):
     # Besides the archive's own errors: a damaged pickle made only of allowed parts.
     except (tarfile.TarError, EOFError, OSError, pickle.UnpicklingError, ValueError, TypeError,
             AttributeError, IndexError, KeyError) as err:
-        raise ValueError(f"{path} is not a readable {ARCHIVES[name]} archive ({err}); "
+        raise UsageError(f"{path} is not a readable {ARCHIVES[name]} archive ({err}); "
                          f"download it again from {SOURCES[name]}") from None
     missing = [b for b in train_names + test_names if b not in batches]
     if missing:
-        raise ValueError(f"{path} lacks {', '.join(missing)}; is it the python version of "
+        raise UsageError(f"{path} lacks {', '.join(missing)}; is it the python version of "
                          f"{name} ({ARCHIVES[name]})?")
 
     for base, batch in batches.items():
@@ -274,6 +275,6 @@ def _download_with_keras(name: str) -> Path:
         return Path(keras.utils.get_file(fname=ARCHIVES[name], origin=SOURCES[name],
                                          file_hash=DOWNLOAD_HASHES[name]))
     except Exception as err:  # noqa: BLE001 - any download failure becomes one clear line
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{name} is not cached and could not be downloaded ({type(err).__name__}); download "
             f"{ARCHIVES[name]} from {SOURCES[name]} and pass its folder with --data-dir") from None

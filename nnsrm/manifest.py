@@ -106,18 +106,22 @@ def _checkpoint_of(name: str, where: Path) -> tuple[str, int]:
 
 
 def _scan_network_dir(folder: Path, ignored: list) -> tuple[dict, set] | None:
-    """``({checkpoint or None: {layer: ArrayRef}}, prefixes)`` of a network folder; None if it holds no layers."""
+    """``({checkpoint or None: {layer: ArrayRef}}, prefixes)`` of a network folder; None if it holds no layers.
+
+    Subfolders that are not checkpoints with layer files are added to ``ignored`` (only if it is a network).
+    """
+    inside = []
     direct = _layer_files(folder)
     ckpts, prefixes = {}, set()
     for sub in sorted(p for p in folder.iterdir() if p.is_dir() and _visible(p)):
         parsed = parse_checkpoint(sub.name)
         if parsed is None:
-            ignored.append(str(sub))
+            inside.append(str(sub))
             continue
         inner = sub / ACTIVATIONS_DIR if (sub / ACTIVATIONS_DIR).is_dir() else sub
         layers = _layer_files(inner)
         if not layers:
-            ignored.append(str(sub))
+            inside.append(str(sub))
             continue
         prefix, value = parsed
         if value in ckpts:
@@ -128,10 +132,11 @@ def _scan_network_dir(folder: Path, ignored: list) -> tuple[dict, set] | None:
     if direct and ckpts:
         raise UsageError(f"{folder} holds both layer files ({next(iter(direct))}.npy) and checkpoint folders "
                          f"({next(iter(ckpts.values()))[1].name}); put every layer file in a checkpoint folder")
+    if not direct and not ckpts:
+        return None
+    ignored.extend(inside)
     if direct:
         return {None: direct}, set()
-    if not ckpts:
-        return None
     return {value: layers for value, (layers, _) in ckpts.items()}, prefixes
 
 

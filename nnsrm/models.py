@@ -28,6 +28,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import layers  # noqa: E402
 
+from nnsrm.errors import UsageError  # noqa: E402
+
 MODEL_NAMES = ("conv", "mlp", "resnet18")
 
 
@@ -164,7 +166,7 @@ def build_model(name: str, input_shape: tuple, n_classes: int, seed: int, *,
         layer is named ``logits``.
     """
     if name not in MODEL_NAMES:
-        raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODEL_NAMES)}")
+        raise UsageError(f"unknown model {name!r}; choose from {', '.join(MODEL_NAMES)}")
     keras.utils.set_random_seed(seed)  # anything not seeded explicitly below
     if name == "resnet18":
         from nnsrm import resnet
@@ -226,11 +228,11 @@ def select_layers(model: keras.Model, selectors) -> list:
             if which == "odd":
                 matches = matches[::2]
             elif which:
-                raise ValueError(f"layer selector {sel!r}: only ':odd' may follow the type")
+                raise UsageError(f"layer selector {sel!r}: only ':odd' may follow the type")
         else:
-            raise ValueError(f"layer selector {sel!r} must start with 'name:' or 'type:'")
+            raise UsageError(f"layer selector {sel!r} must start with 'name:' or 'type:'")
         if not matches:
-            raise ValueError(f"layer selector {sel!r} matches no layer of model {model.name}")
+            raise UsageError(f"layer selector {sel!r} matches no layer of model {model.name}")
         chosen.extend(m for m in matches if m not in chosen)
     order = {layer.name: i for i, layer in enumerate(layer_list)}
     return sorted(chosen, key=order.__getitem__)

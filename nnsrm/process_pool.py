@@ -19,6 +19,7 @@ import logging.handlers
 import multiprocessing
 import os
 import signal
+import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Sequence
 
@@ -27,6 +28,8 @@ from nnsrm.jobs import Job, RunReport, job_failure
 
 log = logging.getLogger(__name__)
 
+#: prctl's option that sends a signal to the calling process when its parent dies (linux/prctl.h).
+PR_SET_PDEATHSIG = 1
 #: Environment of every worker: one thread for each numerical library.
 WORKER_THREADS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
@@ -53,6 +56,7 @@ def _init_worker(queue, level: int) -> None:
     handles it (and stops the workers), so a worker does not print a traceback.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
     os.environ.update(WORKER_THREADS)
     try:
         from threadpoolctl import threadpool_limits
@@ -65,6 +69,24 @@ def _init_worker(queue, level: int) -> None:
         root.removeHandler(handler)
     root.addHandler(logging.handlers.QueueHandler(queue))
     root.setLevel(level)
+
+
+def _die_with_parent() -> None:
+    """On Linux, have the kernel kill this worker when the command dies (even by SIGKILL), mid-job or not.
+
+    Without it a worker whose command was killed would finish its job and
+    only then find the command gone. Its outputs are written atomically, so a
+    worker killed mid-job leaves nothing half written; the rerun redoes it.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # no prctl: the worker exits when it next reads the closed job queue
+        pass
 
 
 def _call(fn, kwargs):
@@ -103,9 +125,12 @@ def run_in_processes(jobs: Sequence[Job], processes: int, desc: str = "jobs", pr
                 log.debug("job %s failed", job.name, exc_info=err)
                 report.failures.append(job_failure(job.name, err))
     except BaseException:  # Ctrl-C (or an error of this process): stop the workers, keep what is complete
+        workers = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() forgets them
         pool.shutdown(wait=False, cancel_futures=True)
-        for process in list(getattr(pool, "_processes", {}).values()):
+        for process in workers:
             process.terminate()  # a job cut short leaves no output: it writes atomically, marker last
+        for process in workers:
+            process.join(timeout=10)
         raise
     finally:
         pool.shutdown(wait=True)

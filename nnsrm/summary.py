@@ -11,6 +11,10 @@ correspondence-broken null's mean and one-sided 95% critical value), ``p``
 the end of every run (cheap, and always consistent with them). The metrics
 are listed in :data:`METRICS`; docs/analyses.md gives their formulas and says
 which statistics each has.
+
+A job's rows come from :func:`job_rows`, whether the job's result is a
+``results.npz`` on disk (:func:`build_summary`) or a dict in memory
+(:func:`nnsrm.compare`), so both routes give the same table.
 """
 
 from __future__ import annotations

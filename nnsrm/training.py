@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nnsrm import atomic
+from nnsrm import atomic, state
 from nnsrm.paths import ResultsLayout
 from nnsrm.provenance import write_config_json
 
@@ -121,11 +121,27 @@ def train_subject(cfg, root: str | Path, subject: int, data_dir: str | None = No
                   overwrite: bool = False, progress: bool = True) -> dict:
     """Train subject ``subject`` of experiment ``cfg`` (a config.ExperimentConfig).
 
+    Skipped if complete with the same settings (:mod:`nnsrm.state`); runs
+    under the subject's lock, so a second writer waits instead of racing.
+
     Returns
     -------
     dict
         ``{"subject", "skipped", "final_val_accuracy", "seconds"}``.
+
+    Raises
+    ------
+    nnsrm.errors.StaleOutputError
+        If the subject is complete but was trained with other settings (and not ``overwrite``).
     """
+    layout = ResultsLayout(root, cfg.data, cfg.model)
+    return state.run_job(layout.subject_dir(subject), state.stage1_record(cfg), f"train subj{subject:02d}",
+                         overwrite, lambda: _train_subject(cfg, root, subject, data_dir, progress),
+                         skipped={"subject": subject, "skipped": True})
+
+
+def _train_subject(cfg, root, subject, data_dir, progress) -> dict:
+    """The body of :func:`train_subject`, run while holding the subject's lock."""
     import keras
 
     from nnsrm.models import build_model
@@ -134,9 +150,6 @@ def train_subject(cfg, root: str | Path, subject: int, data_dir: str | None = No
 
     layout = ResultsLayout(root, cfg.data, cfg.model)
     subj_dir = layout.subject_dir(subject)
-    if not overwrite and atomic.is_complete(subj_dir):
-        log.info("subject %d already trained; skipped (use --overwrite to redo)", subject)
-        return {"subject": subject, "skipped": True}
     atomic.clear_marker(subj_dir)
     atomic.remove_stale_temporaries(subj_dir)
     enable_compilation_cache(root)
@@ -154,7 +167,8 @@ def train_subject(cfg, root: str | Path, subject: int, data_dir: str | None = No
     history = model.fit(data.x_train, data.y_train, batch_size=cfg.batch_size, epochs=cfg.n_epochs,
                         validation_data=(data.x_test, data.y_test), shuffle=True, verbose=0,
                         callbacks=_callbacks(cfg, layout, subject, steps, progress))
-    atomic.write_marker(subj_dir, subject_outputs(cfg, layout, subject), seed=seed)
+    atomic.write_marker(subj_dir, subject_outputs(cfg, layout, subject), seed=seed,
+                        **state.marker_fields(state.stage1_record(cfg)))
     val_acc = float(history.history["val_accuracy"][-1])
     seconds = time.perf_counter() - t0
     log.info("subject %d trained in %.1f s, test accuracy %.3f", subject, seconds, val_acc)

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Sequence
 
 from nnsrm.activations import load_network, open_source
-from nnsrm.atomic import MARKER_NAME, clear_marker, is_complete, remove_stale_temporaries, write_marker, write_text
+from nnsrm.atomic import (MARKER_NAME, clear_marker, is_complete, job_lock, remove_stale_temporaries, write_marker,
+                          write_text)
 from nnsrm.errors import UsageError
 from nnsrm.jobs import Job
 from nnsrm.paths import ResultsLayout
@@ -61,6 +62,28 @@ def variance_job(root, data: str, model: str, epoch: int, layer: str, subjects: 
     layout = ResultsLayout(Path(root), data, model)
     out_dir = layout.variance_by_k_dir(epoch, layer)
     record = _record(params, epoch, layer, ks, subjects)
+    if not overwrite and _complete_with(out_dir, record):
+        return {"status": "skipped"}
+    with job_lock(out_dir, f"variance by k epoch {epoch:03d} layer {layer}"):  # another driver waits here
+        if not overwrite and _complete_with(out_dir, record):
+            return {"status": "skipped"}
+        return _variance(layout, epoch, layer, subjects, ks, params, record)
+
+
+def _complete_with(out_dir: Path, record: dict) -> bool:
+    """True if ``out_dir`` is a complete job whose marker records ``record`` as its parameters."""
+    if not is_complete(out_dir):
+        return False
+    try:
+        return json.loads((out_dir / MARKER_NAME).read_text()).get("params") == record
+    except ValueError:
+        return False
+
+
+def _variance(layout: ResultsLayout, epoch: int, layer: str, subjects, ks, params: dict, record: dict) -> dict:
+    """The body of :func:`variance_job`, run while holding the job folder's lock."""
+    data, model = layout.data, layout.model
+    out_dir = layout.variance_by_k_dir(epoch, layer)
     source = open_source(layout)
     labels = source.labels()
     order = None if params.get("class_order") is None else tuple(params["class_order"])
@@ -106,12 +129,8 @@ def plan_job(layout: ResultsLayout, epoch: int, layer: str, subjects: Sequence[i
     """The variance-by-k job if it still has to run (complete with the same parameters: nothing)."""
     out_dir = layout.variance_by_k_dir(epoch, layer)
     record = _record(params, epoch, layer, ks, subjects)
-    if not overwrite and is_complete(out_dir):
-        try:
-            if json.loads((out_dir / MARKER_NAME).read_text()).get("params") == record:
-                return []
-        except ValueError:
-            pass
+    if not overwrite and _complete_with(out_dir, record):
+        return []
     return [Job(name=f"variance by k epoch {epoch:03d} layer {layer}", fn=variance_job,
                 kwargs=dict(root=str(layout.root), data=layout.data, model=layout.model, epoch=int(epoch), layer=layer,
                             subjects=[int(s) for s in subjects], ks=list(ks), params=params, overwrite=overwrite))]

@@ -138,7 +138,8 @@ def test_compare_and_command_line_give_the_same_numbers(tmp_path, capsys):
     assert set(in_memory.metric) == set(summary.METRICS)
     pd.testing.assert_frame_equal(in_memory, on_disk, check_exact=True)
     # And the synthetic networks align after "training", not at checkpoint 0.
-    r = in_memory[in_memory.subject == "all"].set_index(["epoch", "layer", "metric"]).value
+    r = in_memory[(in_memory.subject == "all") & (in_memory.stat == "value")].set_index(
+        ["epoch", "layer", "metric"]).value
     assert r[2, "h1", "r_shared_irsm_wrsm"] > 0.9 and r[2, "h1", "r_native_irsm_wrsm"] < 0.5
     assert r[0, "h1", "r_shared_irsm_final_wrsm"] < 0.3
     # Rerun: nothing to do, same table.
@@ -146,21 +147,43 @@ def test_compare_and_command_line_give_the_same_numbers(tmp_path, capsys):
     assert code == 0 and "stage 3: 0 epoch×layer jobs run" in out
 
 
-def test_stage2_layout_is_part_of_the_format(tmp_path, capsys):
-    """A stage-2 condition folder registers as a source, and its analyses equal stage 3's on the folder itself."""
+def _stage2_root(tmp_path):
     from stage_outputs import write_synthetic_stage2
 
-    stage2 = write_synthetic_stage2(tmp_path / "trained", "digits", "conv", {"dense": 8}, n_subjects=2,
-                                    n_epochs=1, n_images=N_IMAGES, n_classes=N_CLASSES, pattern_noise=0.5)
+    return write_synthetic_stage2(tmp_path / "trained", "digits", "conv", {"dense": 8}, n_subjects=2, n_epochs=1,
+                                  n_images=N_IMAGES, n_classes=N_CLASSES, pattern_noise=0.5)
+
+
+def test_stage2_layout_is_part_of_the_format(tmp_path, capsys):
+    """A stage-2 condition folder registers as a source, and stage 3 reads the same arrays through either source."""
+    from nnsrm.activations import Stage2Source, open_source
+
+    stage2 = _stage2_root(tmp_path)
+    root = tmp_path / "root"
+    code, out, err = register(capsys, stage2.condition_dir, root)
+    assert code == 0, err
+    assert "2 networks × 2 checkpoints (0 1) × 1 layers (dense)" in out and "subj00=0, subj01=1" in out
+    manifest = json.loads(ResultsLayout(root, DATA, MODEL).manifest_path.read_text())
+    assert manifest["layers_from"].endswith("layers.json") and manifest["checkpoint_name"] == "epoch"
+    ours, theirs = open_source(ResultsLayout(root, DATA, MODEL)), Stage2Source(stage2)
+    assert ours.kind == "registered" and ours.layers() == theirs.layers() == ["dense"]
+    np.testing.assert_array_equal(ours.labels(), theirs.labels())
+    for s in (0, 1):
+        for e in (0, 1):
+            with ours.open(s, e, "dense") as a, theirs.open(s, e, "dense") as b:
+                np.testing.assert_array_equal(a.columns(), b.columns())
+
+
+@pytest.mark.slow
+def test_stage2_layout_registered_gives_the_same_analyses(tmp_path, capsys):
+    """Stage 3 on a registered stage-2 folder equals stage 3 on the folder itself (fast sibling above)."""
+    stage2 = _stage2_root(tmp_path)
     code, _, err = run(capsys, analyse_cmd.main, "run_analyses.py", "--root", tmp_path / "trained", "--no-progress")
     assert code == 0, err
     root = tmp_path / "root"
     code, out, err = register(capsys, stage2.condition_dir, root)
     assert code == 0, err
-    assert "2 networks × 2 checkpoints (0 1) × 1 layers (dense)" in out and "subj00=0, subj01=1" in out
     assert "ignored" in out and "analyses" in out  # stage 3's outputs are not networks
-    manifest = json.loads(ResultsLayout(root, DATA, MODEL).manifest_path.read_text())
-    assert manifest["layers_from"].endswith("layers.json") and manifest["checkpoint_name"] == "epoch"
     code, _, err = analyse(capsys, root)
     assert code == 0, err
     ours = pd.read_csv(ResultsLayout(root, DATA, MODEL).summary_path, dtype={"subject": str})
@@ -176,8 +199,9 @@ def test_single_checkpoint_and_plain_layer_keys():
     df = nnsrm.compare(flat, labels, engine="fast")
     assert df.epoch.unique().tolist() == [0]
     assert df.drop_duplicates("layer").sort_values("layer_depth").layer.tolist() == ["b", "a"]
-    assert sorted(df[df.metric == "var_exp_test"].subject.unique()) == ["0", "1", "2"]
-    assert sorted(df[df.metric == "consistency"].subject) == ["0-1", "0-1", "0-2", "0-2", "1-2", "1-2"]
+    values = df[(df.stat == "value") & (df.subject != "all")]  # per network and per pair
+    assert sorted(values[values.metric == "var_exp_test"].subject.unique()) == ["0", "1", "2"]
+    assert sorted(values[values.metric == "consistency"].subject) == ["0-1", "0-1", "0-2", "0-2", "1-2", "1-2"]
 
 
 # --------------------------------------------------------------------------- reading the format
@@ -272,6 +296,33 @@ def test_changed_file_is_refused_until_registered_again(tmp_path, capsys):
     assert analyse(capsys, root)[0] == 0
 
 
+def test_status_lists_a_registered_condition_and_its_stale_analyses(tmp_path, capsys):
+    from nnsrm import status as status_mod
+
+    acts, labels = make_activations(n_networks=2, checkpoints=(0, 1), layers={"h1": 6, "h2": 5})
+    src = write_source(tmp_path / "src", acts, labels)
+    root = tmp_path / "root"
+    assert register(capsys, src, root)[0] == 0
+    assert (DATA, MODEL) in status_mod.find_conditions(root)
+    lay = ResultsLayout(root, DATA, MODEL)
+    before = status_mod.condition_status(lay)
+    assert sorted(j.name for j in before.jobs) == ["epoch 000 layer h1", "epoch 000 layer h2",
+                                                   "epoch 001 layer h1", "epoch 001 layer h2"]
+    assert {j.stage for j in before.jobs} == {3} and {j.state for j in before.jobs} == {"missing"}
+    assert analyse(capsys, root)[0] == 0
+    assert {j.state for j in status_mod.condition_status(lay).jobs} == {"complete"}
+    # Checkpoint 0 changed: its jobs are stale; checkpoint 1's (the final one) do not read it.
+    path = src / "seed1" / "epoch_0" / "h1.npy"
+    np.save(path, np.load(path)[:, ::-1].copy())
+    assert register(capsys, src, root, "--overwrite")[0] == 0
+    states = {j.name: j.state for j in status_mod.condition_status(lay).jobs}
+    assert states == {"epoch 000 layer h1": "stale", "epoch 000 layer h2": "stale",
+                      "epoch 001 layer h1": "complete", "epoch 001 layer h2": "complete"}
+    code, out, err = run(capsys, status_mod.main, "status.py", "--root", root)
+    assert code == 0, err
+    assert "registered: 2 networks" in out and "stale" in out
+
+
 def test_unknown_condition_points_to_register(tmp_path, capsys):
     code, _, err = analyse(capsys, tmp_path)
     assert code == 2 and len(err.strip().splitlines()) == 1
@@ -312,7 +363,7 @@ class _Touch:
 def _object_array(src, sentinel):
     a = np.empty((N_IMAGES, 4), dtype=object)
     a[:] = _Touch(sentinel)
-    np.save(src / "seed1" / "epoch_2" / "h2.npy", a, allow_pickle=True)
+    np.save(src / "seed1" / "epoch_2" / "h2.npy", a)  # np.save pickles object arrays by default
     return src / "seed1" / "epoch_2" / "h2.npy"
 
 
@@ -429,9 +480,21 @@ def test_bad_input_is_one_line_naming_the_file_and_touches_nothing(tmp_path, cap
         nnsrm.register(src, root, DATA, MODEL)
     assert tree_digest(root) == before
     assert not sentinel.exists()
-    if breaker is None:  # the refused file really would have run code if unpickled
-        np.load(named, allow_pickle=True)
+    if breaker is None:  # the refused file really would have run code if unpickled (shown in a child process)
+        unsafe = f"import numpy; numpy.load({str(named)!r}, allow_pickle=True)"
+        subprocess.run([sys.executable, "-c", unsafe], check=True, capture_output=True)
         assert sentinel.exists()
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_npz_object_member_is_refused_unread(tmp_path, compressed):
+    sentinel = tmp_path / "unpickled"
+    a = np.empty((4, 2), dtype=object)
+    a[:] = _Touch(sentinel)
+    (np.savez_compressed if compressed else np.savez)(tmp_path / "net.npz", **{"epoch_1/h1": a})
+    with pytest.raises(ValueError, match=r"net.npz\[epoch_1/h1\] holds object values, not numbers"):
+        af.open_array(tmp_path / "net.npz", "epoch_1/h1")
+    assert not sentinel.exists()
 
 
 def _memory_counts(acts, labels):
@@ -488,3 +551,153 @@ def test_compare_bad_input_is_a_value_error_naming_the_array(breaker):
     with pytest.raises(ValueError, match=match) as info:
         nnsrm.compare(acts, labels)
     assert isinstance(info.value, UsageError) and "\n" not in str(info.value)
+
+
+# --------------------------------------------------------------------------- commands around it
+
+def test_command_line_exit_status_and_figures_before_the_analyses(tmp_path, capsys):
+    """``python -m nnsrm register``: exit status 2 on bad input; make_figures names stage 3 for a registered one."""
+    from nnsrm.commands import figures as figures_cmd
+
+    acts, labels = make_activations(n_networks=2, checkpoints=(1,), layers={"h1": 4})
+    src = write_source(tmp_path / "src", acts, labels)
+    np.save(src / "labels.npy", labels[:-2])
+    proc = subprocess.run([sys.executable, "-m", "nnsrm", "register", "--source", str(src), "--data", DATA,
+                           "--model", MODEL, "--root", str(tmp_path / "root")], capture_output=True, text=True,
+                          cwd=REPO)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("nnsrm register: error: ") and "has 58 labels" in proc.stderr
+    assert not (tmp_path / "root").exists()
+    np.save(src / "labels.npy", labels)
+    assert register(capsys, src, tmp_path / "root")[0] == 0
+    code, _, err = run(capsys, figures_cmd.main, "make_figures.py", "--root", tmp_path / "root", "--data", DATA,
+                       "--model", MODEL)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"no analyses for {DATA}×{MODEL} under {tmp_path / 'root'}: run run_analyses.py --data {DATA}" in err
+
+
+@pytest.mark.slow
+def test_make_figures_on_a_registered_condition(tmp_path, capsys):
+    """Every figure of the paper for registered activations (the notebooks in Jupyter kernels: slow)."""
+    from conftest import run_script
+    from nnsrm import figures as nf
+
+    acts, labels = make_activations(n_networks=5, layers={"h1": 12, "h2": 6, "logits": 3})
+    src = write_source(tmp_path / "src", acts, labels)
+    root = tmp_path / "root"
+    assert register(capsys, src, root)[0] == 0
+    assert analyse(capsys, root)[0] == 0
+    proc = run_script("make_figures.py", "--root", root, "--data", DATA, "--model", MODEL, "--gif-seconds", "1",
+                      "--gif-fps", "3")
+    assert proc.returncode == 0, proc.stderr
+    assert "(epoch 2, layer h2)" in proc.stdout
+    for path in nf.expected_files(root / "figures", DATA, MODEL):
+        assert path.is_file() and path.stat().st_size > 0, path.name
+
+
+# --------------------------------------------------------------------------- every other refusal, in one line
+
+def _small_source(src):
+    acts, labels = make_activations(n_networks=2, checkpoints=(1, 2), layers={"h1": 4, "h2": 3}, n_images=12)
+    return write_source(src, acts, labels)
+
+
+def _mv(src, a, b):
+    (src / a).rename(src / b)
+
+
+SOURCE_ERRORS = [
+    ("no labels", lambda s: (s / "labels.npy").unlink(), r"no labels in .*: save one integer label per image"),
+    ("two label files", lambda s: (s / "labels.txt").write_text("0\n"), r"holds several label files \(labels.npy, "
+                                                                         r"labels.txt\); keep one, or choose with --labels"),
+    ("text labels", lambda s: ((s / "labels.npy").unlink(), (s / "labels.txt").write_text("0\ncat\n")),
+     r"labels.txt holds 'cat', not an integer"),
+    ("float labels", lambda s: np.save(s / "labels.npy", np.full(12, 0.5)), r"labels.npy holds non-integer labels"),
+    ("object labels", lambda s: np.save(s / "labels.npy", np.array([None] * 12)),
+     r"labels.npy holds Python objects"),
+    ("prefixes", lambda s: _mv(s, "seed1/epoch_2", "seed1/step_2"),
+     r"checkpoints in .* are named with different prefixes \(epoch, step\)"),
+    ("checkpoint missing", lambda s: _mv(s, "seed1/epoch_2", "seed1/notes"),
+     r"checkpoint 2 missing in network seed1 \(network seed0 has it\)"),
+    ("two folders, one checkpoint", lambda s: (s / "seed1/epoch_002").mkdir() or np.save(
+        s / "seed1/epoch_002/h1.npy", np.zeros((12, 4))), r"seed1 has two folders for checkpoint 2"),
+    ("layers and checkpoints", lambda s: np.save(s / "seed0/h1.npy", np.zeros((12, 4))),
+     r"seed0 holds both layer files \(h1.npy\) and checkpoint folders"),
+    ("empty layers.txt", lambda s: (s / "layers.txt").write_text("# nothing\n"), r"layers.txt lists no layers"),
+    ("layer listed twice", lambda s: (s / "layers.txt").write_text("h1\nh2\nh1\n"), r"lists layer 'h1' twice"),
+    ("layer nowhere", lambda s: (s / "layers.txt").write_text("h1\nfc\n"),
+     r"layer 'fc' is listed as a layer to analyse but no network"),
+    ("bad layer name", lambda s: (s / "layers.txt").write_text("h1\n.h2\n"), r"layer name '.h2' .* cannot name a folder"),
+    ("unit counts", lambda s: np.save(s / "seed1/epoch_1/h2.npy", np.zeros((12, 5), np.float32)),
+     r"unit counts differ across networks at checkpoint 1, layer 'h2': .*seed1/epoch_1/h2.npy \(5\)"),
+    ("units over checkpoints", lambda s: [np.save(s / f"seed{i}/epoch_2/h2.npy", np.zeros((12, 5), np.float32))
+                                          for i in (0, 1)],
+     r"layer 'h2' has 5 units at checkpoint 2 .* but 3 at checkpoint 1; record the same layer at every checkpoint"),
+    ("not an npy", lambda s: (s / "seed1/epoch_1/h2.npy").write_bytes(b"garbage"),
+     r"seed1/epoch_1/h2.npy is not a readable .npy array"),
+    ("no networks", lambda s: [_mv(s, f"seed{i}", f"_seed{i}") for i in (0, 1)], r"no activations found in"),
+]
+
+
+@pytest.mark.parametrize("case, breaker, match", SOURCE_ERRORS, ids=[c[0] for c in SOURCE_ERRORS])
+def test_source_refusals(tmp_path, case, breaker, match):
+    src = _small_source(tmp_path / "src")
+    breaker(src)
+    with pytest.raises(ValueError, match=match) as info:
+        nnsrm.register(src, tmp_path / "root", DATA, MODEL)
+    assert isinstance(info.value, UsageError) and "\n" not in str(info.value)
+    assert not (tmp_path / "root").exists()
+
+
+def _npz_source(src, keys):
+    src.mkdir()
+    np.save(src / "labels.npy", np.arange(12) % 3)
+    for net in ("a", "b"):
+        np.savez(src / f"{net}.npz", **{k: np.zeros((12, 2), np.float32) for k in keys})
+    return src
+
+
+@pytest.mark.parametrize("keys, match", [
+    (["epoch_1/x/h1"], r"a.npz\[epoch_1/x/h1\]: keys must be '<layer>' or '<checkpoint>/<layer>'"),
+    (["h1", "epoch_1/h2"], r"a.npz mixes keys with and without a checkpoint"),
+    (["final/h1"], r"a.npz: 'final' is not a checkpoint name"),
+    (["epoch_1/h1", "epoch_01/h1"], r"a.npz holds layer 'h1' of checkpoint 1 twice"),
+])
+def test_npz_key_refusals(tmp_path, keys, match):
+    with pytest.raises(ValueError, match=match):
+        scan_source(_npz_source(tmp_path / "src", keys))
+
+
+def test_register_argument_refusals(tmp_path, capsys):
+    src = _small_source(tmp_path / "src")
+    with pytest.raises(ValueError, match=r"--data 'my data' cannot name a folder"):
+        nnsrm.register(src, tmp_path / "root", "my data", MODEL)
+    with pytest.raises(ValueError, match=r"--source .*nowhere is not a folder"):
+        nnsrm.register(tmp_path / "nowhere", tmp_path / "root", DATA, MODEL)
+    with pytest.raises(ValueError, match=r"--labels .*none.npy is not a file"):
+        nnsrm.register(src, tmp_path / "root", DATA, MODEL, labels=tmp_path / "none.npy")
+    with pytest.raises(SystemExit) as exc:
+        analyse_cmd.main(["--root", str(tmp_path), "--data", "a/b"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert "argument --data: 'a/b' cannot name a folder" in err
+    assert not (tmp_path / "root").exists()
+
+
+@pytest.mark.parametrize("activations, kwargs, match", [
+    ([np.zeros((12, 2))] * 2, {}, r"activations must map network -> layer -> array"),
+    ({"a": np.zeros((12, 2)), "b": np.zeros((12, 2))}, {}, r"activations\['a'\] must map layer -> array"),
+    ({"a": {1: {"h": np.zeros((12, 2))}, "h": np.zeros((12, 2))}, "b": {}}, {},
+     r"activations\['a'\] mixes checkpoints \(mappings\) and layers \(arrays\)"),
+    ({"a": {"final": {"h": np.zeros((12, 2))}}, "b": {}}, {}, r"checkpoint 'final' is not a non-negative integer"),
+    ({1: {"h": np.zeros((12, 2))}, "1": {"h": np.zeros((12, 2))}}, {}, r"networks whose names are equal as text"),
+    ({"a": {"h": np.zeros((12, 2))}, "b": {"h": np.zeros((12, 2))}}, {"final_checkpoint": 5},
+     r"final_checkpoint 5 is not a checkpoint of the activations \(\[0\]\)"),
+    ({"a": {"h": np.zeros((12, 2))}, "b": {"h": np.zeros((12, 2))}}, {"engine": "torch"}, r"engine must be one of"),
+    ({"a": {"h": [[1, 2], [3]]}, "b": {"h": np.zeros((12, 2))}}, {},
+     r"activations\['a'\]\['h'\] cannot be read as an array"),
+    ({"a": {}, "b": {}}, {}, r"activations holds no layers"),
+])
+def test_compare_structure_refusals(activations, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        nnsrm.compare(activations, np.arange(12) % 3, **kwargs)

@@ -42,7 +42,13 @@ def run_command(name: str, argv: Sequence[str] | None = None, prog: str | None =
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``nnsrm <command> [options]``: the installed entry point."""
+    """``nnsrm <command> [options]``: the installed entry point; returns the exit status.
+
+    After Ctrl-C it does not return: it ends the process with status 130
+    through :func:`nnsrm.cli.exit_process` (no interpreter teardown).
+    """
+    from nnsrm.cli import INTERRUPTED, exit_process
+
     argv = list(sys.argv[1:] if argv is None else argv)
     width = max(map(len, COMMANDS))
     listing = "\n".join(f"  {name:<{width}}  {help_}" for name, (_, _, help_) in COMMANDS.items())
@@ -54,4 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nnsrm: error: unknown command {argv[0]!r}; choose from {', '.join(COMMANDS)} "
               f"(see nnsrm --help)", file=sys.stderr)
         return 2
-    return run_command(argv[0], argv[1:], prog=f"nnsrm {argv[0]}")
+    code = run_command(argv[0], argv[1:], prog=f"nnsrm {argv[0]}")
+    if code == INTERRUPTED:
+        exit_process(code)
+    return code

@@ -11,7 +11,9 @@ label, z-score each image across units, fit SRM on the 80 %, map the held-out
 inter-network RSMs in the native and the shared space. Writes, per job,
 ROOT/<data>/<model>/analyses/epoch_<EEE>/<layer>/results.npz and rsm.png, then
 the tidy table ROOT/<data>/<model>/analyses/summary.csv. Resumable: complete
-jobs are skipped (--overwrite redoes them); the summary is rebuilt every run.
+jobs are skipped (--overwrite redoes them); one made with other parameters or
+from other activations stops the run before anything is written
+(docs/state.md); the summary is rebuilt every run.
 """
 
 from __future__ import annotations
@@ -124,6 +126,7 @@ def main(argv=None):
 
     from nnsrm import analysis, layer_identification, summary
     from nnsrm.activations import is_registered
+    from nnsrm.jobs import JobsFailed
     from nnsrm.process_pool import default_processes
     from nnsrm.provenance import git_commit
     from nnsrm.run_config import load_trained_config
@@ -170,14 +173,20 @@ def main(argv=None):
     log.info("%d jobs to run (%d subjects, epochs %s), engine %s, %d processes", len(jobs), len(subjects), epochs,
              params.engine, processes)
     try:
-        run_jobs(jobs, scheduler=args.scheduler, workers=args.workers, processes=processes,
-                 desc=f"stage 3: analyses {args.data}×{args.model}", progress=not args.no_progress)
-    finally:  # also after failed jobs: the summary always matches the complete jobs
-        df = summary.write_summary(layout, final_epoch=final_epoch)
-        layer_id = layer_identification.write_table(layout, extra["pairs"])
-    n_main = sum(1 for job in jobs if job.fn is analysis.analyse_job)
+        report = run_jobs(jobs, scheduler=args.scheduler, workers=args.workers, processes=processes,
+                          desc=f"stage 3: analyses {args.data}×{args.model}", progress=not args.no_progress)
+    except JobsFailed:  # also after failed jobs: the tables always match the complete jobs
+        summary.write_summary(layout, final_epoch=final_epoch)
+        layer_identification.write_table(layout, extra["pairs"])
+        raise
+    # (After Ctrl-C the tables are left as they were: the rerun that resumes rebuilds them.)
+    df = summary.write_summary(layout, final_epoch=final_epoch)
+    layer_id = layer_identification.write_table(layout, extra["pairs"])
     n_jobs = df.groupby(["epoch", "layer"]).ngroups if len(df) else 0
-    print(f"stage 3: {n_main} epoch×layer jobs run, {n_jobs} in {layout.summary_path}")
+    # Jobs another driver completed meanwhile (it held their lock) were skipped, not run.
+    ran = sum(1 for job in jobs if job.fn is analysis.analyse_job
+              and (report.results.get(job.name) or {}).get("status") != "skipped")
+    print(f"stage 3: {ran} epoch×layer jobs run, {n_jobs} in {layout.summary_path}")
     for line in summary.headline(df):
         print(f"  {line}")
     if len(layer_id):

@@ -7,7 +7,9 @@ Reads the weights of stage 1 (and the configuration it saved), writes
 ROOT/<data>/<model>/subj<NN>/epoch_<EEE>/activations/<layer>.npy (float32,
 images × units, at most max_units units per layer, the kept unit indices in
 <layer>.units.npy), layers.json and test_labels.npy. Resumable: complete
-subject × epoch folders are skipped.
+subject × epoch folders are skipped; one made with other settings or from other
+weights stops the run before anything is written (--overwrite redoes it;
+docs/state.md).
 """
 
 from __future__ import annotations
@@ -44,16 +46,23 @@ def main(argv=None):
 
     cfg = load_trained_config(layout, max_units=args.max_units,
                               extract_batch_size=args.extract_batch_size)
-    from nnsrm.extract import extract_activations, write_condition_metadata
+    from nnsrm import state
+    from nnsrm.extract import check_trained, condition_metadata, extract_activations, write_condition_metadata
     from nnsrm.jobs import Job
     from nnsrm.runner import run_jobs
 
+    # Everything is checked before anything is written: stage 1, the layers, stale outputs.
+    check_trained(cfg, layout)
+    metadata = condition_metadata(cfg, args.data_dir)
+    pairs = [(s, e) for s in cfg.subjects for e in cfg.logged_epochs]
+    state.refuse_stale(((f"activations subj{s:02d} epoch {e:03d}", layout.activations_dir(s, e),
+                         state.stage2_record(cfg, layout, s)) for s, e in pairs), overwrite=args.overwrite)
     console.start_log_file(root, "extract")
-    names = write_condition_metadata(cfg, root, args.data_dir)
+    names = write_condition_metadata(cfg, root, args.data_dir, metadata=metadata)
     jobs = [Job(f"activations subj{s:02d} epoch {e:03d}", extract_activations,
                 dict(cfg=cfg, root=str(root), subject=s, epoch=e, data_dir=args.data_dir,
                      overwrite=args.overwrite))
-            for s in cfg.subjects for e in cfg.logged_epochs]
+            for s, e in pairs]
     report = run_jobs(jobs, scheduler=args.scheduler, workers=args.workers,
                       desc=f"stage 2: activations {cfg.data}×{cfg.model}", progress=not args.no_progress)
     done = sum(1 for r in report.results.values() if not (isinstance(r, dict) and r.get("skipped")))

@@ -22,8 +22,9 @@ import logging
 import time
 from pathlib import Path
 
-from nnsrm.cli import (OneLineArgumentParser, add_verbosity_args, check_root, non_negative_float, non_negative_int,
-                       positive_int, prepare_environment, program_name, setup_logging)
+from nnsrm.cli import (OneLineArgumentParser, add_verbosity_args, check_root, check_srm_engine,
+                       non_negative_float, non_negative_int, positive_int, prepare_environment, program_name,
+                       setup_logging)
 
 PROG = "run_sim.py"
 log = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ def main(argv=None) -> int:
         srm_engine=args.srm_engine, center_units=args.center_units, noise_levels=args.noise_sweep, k_values=k_values,
         sweep_sims=args.sweep_sims, original=args.original)
     out = check_root(args.out, flag="--out")
+    check_srm_engine(config.srm_engine)  # BrainIAK (the default, the paper's) is optional
 
     start = time.perf_counter()
     results = experiment.run_or_load(config, out, overwrite=args.overwrite, progress=not args.no_progress)

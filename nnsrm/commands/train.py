@@ -6,7 +6,9 @@
 
 Writes ROOT/<data>/<model>/subj<NN>/weights.<EEE>.weights.h5 (epoch 0 = before
 training, then every logged epoch), history.csv and config.json. Resumable: a
-subject that finished is skipped; one that was killed is trained again.
+subject that finished is skipped; one that was killed is trained again. A
+subject trained with other settings stops the run before anything is written
+(--overwrite retrains it; docs/state.md).
 """
 
 from __future__ import annotations
@@ -45,6 +47,21 @@ def resolve_config(args):
                              batch_size=args.batch_size, seed=args.seed)
 
 
+def write_condition_config(layout, cfg) -> bool:
+    """Write ``config.json`` (the resolved configuration and provenance) unless it already holds ``cfg``.
+
+    Kept as it is when the configuration is the same, so a rerun does not
+    change it; returns True if written.
+    """
+    from nnsrm import state
+    from nnsrm.provenance import provenance
+
+    wanted = cfg.to_dict()
+    return state.write_json_if_changed(
+        layout.config_path, {"config": wanted, "stage": "train", "provenance": provenance()},
+        same=lambda old: old.get("config") == state.as_json(wanted))
+
+
 def main(argv=None):
     cli.prepare_environment()
     args = build_parser().parse_args(argv)
@@ -63,14 +80,18 @@ def main(argv=None):
 
         cached_dataset(args.data, args.data_dir)
 
+    from nnsrm import state
     from nnsrm.jobs import Job
-    from nnsrm.provenance import write_config_json
     from nnsrm.runner import run_jobs
     from nnsrm.training import train_subject
 
     layout = ResultsLayout(root, cfg.data, cfg.model)
+    # A complete subject trained with other settings stops the run here, before anything is written.
+    record = state.stage1_record(cfg)
+    state.refuse_stale(((f"train subj{s:02d}", layout.subject_dir(s), record) for s in subjects),
+                       overwrite=args.overwrite)
     console.start_log_file(root, "train")
-    write_config_json(layout.config_path, cfg.to_dict(), stage="train")
+    write_condition_config(layout, cfg)
     jobs = [Job(f"train subj{s:02d}", train_subject,
                 dict(cfg=cfg, root=str(root), subject=s, data_dir=args.data_dir, overwrite=args.overwrite,
                      # a transient per-epoch bar under the stage's bar, on a terminal and in this process only

@@ -52,6 +52,7 @@ import numpy as np
 import pandas as pd
 
 from nnsrm.simulation import xor
+from nnsrm.errors import MissingInputError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ class SimConfig:
         return self.n_sims if self.sweep_sims is None else self.sweep_sims
 
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the first bad field."""
+        """Raise :class:`~nnsrm.errors.UsageError` (a ``ValueError``) naming the first bad field."""
         for name in ("n_sims", "n_per_cloud", "n_epochs", "srm_n_iter"):
             _require_int(name, getattr(self, name), minimum=1)
         _require_int("n_hidden", self.n_hidden, minimum=2, why="the RSMs correlate images across units")
@@ -136,39 +137,39 @@ class SimConfig:
             _require_number(name, getattr(self, name))
         if not (isinstance(self.learning_rate, (int, float)) and np.isfinite(self.learning_rate)
                 and self.learning_rate > 0):
-            raise ValueError(f"learning_rate must be a number > 0, got {self.learning_rate!r}")
+            raise UsageError(f"learning_rate must be a number > 0, got {self.learning_rate!r}")
         for name, ks in (("n_components", (self.k,)), ("k_values", self.k_values)):
             for k in ks:
                 # The shared-space RSM correlates images across k components: k = 1 leaves nothing to correlate.
                 _require_int(name, k, minimum=2, why="a Pearson RSM across k SRM components needs k >= 2")
                 if k > self.n_hidden:
-                    raise ValueError(f"{name} (k) must be <= n_hidden = {self.n_hidden} (SRM cannot "
+                    raise UsageError(f"{name} (k) must be <= n_hidden = {self.n_hidden} (SRM cannot "
                                      f"find more shared features than units), got {k}")
                 if k > 4 * self.n_per_cloud:
-                    raise ValueError(f"{name} (k) must be <= the {4 * self.n_per_cloud} training "
+                    raise UsageError(f"{name} (k) must be <= the {4 * self.n_per_cloud} training "
                                      f"points, got {k}")
         for level in self.noise_levels:
             _require_number("noise_levels", level)
         if self.sweep_sims is not None:
             _require_int("sweep_sims", self.sweep_sims, minimum=1)
             if self.sweep_sims > self.n_sims:
-                raise ValueError(f"sweep_sims must be <= n_sims = {self.n_sims}, got {self.sweep_sims}")
+                raise UsageError(f"sweep_sims must be <= n_sims = {self.n_sims}, got {self.sweep_sims}")
         from qmvpa import factor
 
         if self.srm_engine not in factor.ENGINES:
-            raise ValueError(f"srm_engine must be one of {', '.join(factor.ENGINES)}, got {self.srm_engine!r}")
+            raise UsageError(f"srm_engine must be one of {', '.join(factor.ENGINES)}, got {self.srm_engine!r}")
         if not isinstance(self.center_units, bool):
-            raise ValueError(f"center_units must be True or False, got {self.center_units!r}")
+            raise UsageError(f"center_units must be True or False, got {self.center_units!r}")
         if self.train_method not in xor.TRAIN_METHODS:
-            raise ValueError(f"train_method must be one of {xor.TRAIN_METHODS}, got {self.train_method!r}")
+            raise UsageError(f"train_method must be one of {xor.TRAIN_METHODS}, got {self.train_method!r}")
         if not isinstance(self.original, bool):
-            raise ValueError(f"original must be True or False, got {self.original!r}")
+            raise UsageError(f"original must be True or False, got {self.original!r}")
         if self.original:
             extras = [name for name, used in (("noise_levels (--noise-sweep)", self.noise_levels),
                                               ("k_values (--k-sweep)", self.k_values),
                                               ("center_units (--center-units)", self.center_units)) if used]
             if extras:
-                raise ValueError(f"original mode reproduces the original code's single condition; it cannot "
+                raise UsageError(f"original mode reproduces the original code's single condition; it cannot "
                                  f"be combined with {', '.join(extras)}")
 
     def conditions(self, rep: int) -> list:
@@ -192,14 +193,14 @@ class SimConfig:
 
 def _require_int(name, value, minimum, why=None):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}{f' ({why})' if why else ''}, "
+        raise UsageError(f"{name} must be an integer >= {minimum}{f' ({why})' if why else ''}, "
                          f"got {value!r}")
 
 
 def _require_number(name, value):
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
             or not np.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        raise UsageError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
 @dataclasses.dataclass
@@ -434,7 +435,7 @@ def load_results(out) -> SimResults:
     out = Path(out)
     config = saved_config(out)
     if config is None:
-        raise FileNotFoundError(f"{out} holds no complete simulation run; run simulation/run_sim.py "
+        raise MissingInputError(f"{out} holds no complete simulation run; run simulation/run_sim.py "
                                 f"--out {out} first")
     meta = json.loads((out / CONFIG_JSON).read_text())
     table = pd.read_csv(out / RESULTS_CSV)
