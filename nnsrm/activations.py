@@ -96,6 +96,10 @@ def open_activations(path: Path) -> ActivationArray:
 
 # --------------------------------------------------------------------------- sources
 
+#: Names an output layer usually has, for sources that do not record which layer is the output.
+OUTPUT_LAYER_NAMES = ("logits", "softmax", "predictions", "output", "outputs", "classifier", "head", "fc")
+
+
 class ActivationSource(abc.ABC):
     """Where stage 3 reads one condition's inputs from (see the module docstring).
 
@@ -150,6 +154,15 @@ class ActivationSource(abc.ABC):
         """Indices of the saved units in the original layer, if the producer capped them (else None)."""
         return None
 
+    def output_layer(self) -> str | None:
+        """The analysed layer that is the networks' output layer, or None.
+
+        Here: the last layer if its name is one an output layer usually has
+        (:data:`OUTPUT_LAYER_NAMES`); stage 2 records it in ``layers.json``.
+        """
+        layers = self.layers()
+        return layers[-1] if layers and layers[-1].lower() in OUTPUT_LAYER_NAMES else None
+
     @abc.abstractmethod
     def input_digests(self, epoch: int, subjects: Sequence[int]) -> dict:
         """One checksum per input of an epoch's stage-3 jobs (name -> hex digest, None if missing).
@@ -200,6 +213,17 @@ class Stage2Source(ActivationSource):
     def units_kept(self, subject: int, epoch: int, layer: str) -> np.ndarray | None:
         path = self.layout.units_kept_path(subject, epoch, layer)
         return np.load(path, allow_pickle=False) if path.exists() else None
+
+    def output_layer(self) -> str | None:
+        """``layers.json``'s ``output_layer`` (stage 2 records it); by name, as the base class, for older files."""
+        try:
+            info = json.loads(self.layout.layers_path.read_text())
+        except (OSError, ValueError):
+            return super().output_layer()
+        if "output_layer" in info:
+            name = info["output_layer"]
+            return str(name) if name is not None and str(name) in self.layers() else None
+        return super().output_layer()
 
     def input_digests(self, epoch: int, subjects: Sequence[int]) -> dict:
         out = {}

@@ -82,7 +82,9 @@ def _catalogue(activations) -> tuple[dict, dict, list]:
 
 def compare(activations, labels, *, layers=None, k: int | None = None, n_iter: int = 10, test_size: float = 0.2,
             seed: int = 0, engine: str | None = None, max_units: int | None = 1000, class_order=None,
-            final_checkpoint: int | None = None, data: str = "arrays", model: str = "arrays"):
+            final_checkpoint: int | None = None, measures=None, n_perm: int = 1000, null_draws: int = 20,
+            null_checkpoints="ends", force_nulls: bool = False, interval: str = "jackknife", n_boot: int = 2000,
+            data: str = "arrays", model: str = "arrays"):
     """SRM alignment and RSA of several networks' activations in memory, as the tidy summary table.
 
     Parameters
@@ -109,6 +111,14 @@ def compare(activations, labels, *, layers=None, k: int | None = None, n_iter: i
         :data:`qmvpa.factor.DEFAULT_ENGINE`.
     final_checkpoint : int, optional
         The checkpoint the ``*_final_wrsm`` metrics compare with; default the latest.
+    measures, n_perm, null_draws, force_nulls, interval, n_boot
+        As ``nnsrm analyse``'s ``--measures`` (default: all of
+        :data:`nnsrm.analysis.MEASURES`), ``--n-perm``, ``--null-refits``,
+        ``--force``, ``--interval``, ``--n-boot``.
+    null_checkpoints : {"ends", "all", "none"} or sequence of int, default "ends"
+        Checkpoints whose jobs run the correspondence-broken nulls (where
+        affordable, :mod:`nnsrm.null_budget`): the first and the last, every
+        one, none, or those listed.
     data, model : str
         The ``data`` and ``model`` columns.
 
@@ -116,7 +126,7 @@ def compare(activations, labels, *, layers=None, k: int | None = None, n_iter: i
     -------
     pandas.DataFrame
         Columns ``data, model, epoch, layer, layer_depth, subject, metric,
-        value`` (``epoch`` holds the checkpoint), the rows ``summary.csv``
+        stat, value`` (``epoch`` holds the checkpoint), the rows ``summary.csv``
         would hold for the same arrays registered and analysed with the same
         parameters.
 
@@ -133,8 +143,8 @@ def compare(activations, labels, *, layers=None, k: int | None = None, n_iter: i
     Memory: the arrays themselves, plus one job's working set (the fit and
     held-out activity of every network in float32, the RSMs) at a time.
     """
-    from nnsrm.analysis import AnalysisParams, job_result
-    from nnsrm.summary import final_reference, job_rows, summary_frame
+    from nnsrm.analysis import MEASURES, AnalysisParams, job_result, resolve_null_epochs
+    from nnsrm.summary import job_rows, summary_frame
     from qmvpa import factor
 
     engine = factor.DEFAULT_ENGINE if engine is None else engine
@@ -157,23 +167,24 @@ def compare(activations, labels, *, layers=None, k: int | None = None, n_iter: i
         return ActivationArray(a, a.shape, a.dtype, name)
 
     check_finite_catalogue(infos, layers, open_array)
-    params = AnalysisParams(k=k, n_iter=n_iter, test_size=test_size, seed=seed, engine=engine, max_units=max_units,
-                            class_order=None if class_order is None else tuple(int(c) for c in class_order))
     ids = network_ids(list(arrays))
     checkpoints = sorted(next(iter(arrays.values())))
     final = checkpoints[-1] if final_checkpoint is None else int(final_checkpoint)
     if final not in checkpoints:
         raise UsageError(f"final_checkpoint {final} is not a checkpoint of the activations ({checkpoints})")
+    params = AnalysisParams(k=k, n_iter=n_iter, test_size=test_size, seed=seed, engine=engine, max_units=max_units,
+                            class_order=None if class_order is None else tuple(int(c) for c in class_order),
+                            measures=MEASURES if measures is None else tuple(measures), n_perm=n_perm,
+                            null_draws=null_draws, null_epochs=resolve_null_epochs(null_checkpoints, checkpoints),
+                            force_nulls=force_nulls, interval=interval, n_boot=n_boot, final_epoch=final)
     rows = []
     for depth, layer in enumerate(layers):
-        reference = None
-        for ckpt in [final] + [c for c in checkpoints if c != final]:  # the final one first: the others need it
+        reference = [open_array(net, final, layer) for net in ids]
+        for ckpt in checkpoints:
             networks = [open_array(net, ckpt, layer) for net in ids]
             result = job_result(networks, labels, list(ids.values()), params, data=data, model=model, epoch=ckpt,
-                                layer=layer, layer_depth=depth)
-            if ckpt == final:
-                reference = final_reference(result)
-            rows += job_rows(result, data, model, ckpt, layer, reference, where=f"checkpoint {ckpt} layer {layer}")
+                                layer=layer, layer_depth=depth, reference=None if ckpt == final else reference)
+            rows += job_rows(result, data, model, ckpt, layer, where=f"checkpoint {ckpt} layer {layer}")
             log.info("checkpoint %d layer %s: r shared %.3f, native %.3f", ckpt, layer,
                      float(result["r_shared_irsm_wrsm"]), float(result["r_native_irsm_wrsm"]))
             del result, networks

@@ -24,7 +24,9 @@ MODELS = ("conv", "mlp", "resnet18")
 # name; "type:<Keras class>" every layer of that class; "type:<Keras class>:odd"
 # the 1st, 3rd, 5th, ... of them in depth order. Never a hard-coded index.
 CONV_LAYERS = ("name:pool1", "name:pool2", "name:dense1", "name:logits")
-RESNET_LAYERS = ("type:BatchNormalization:odd",)
+# ResNet-18: the 1st, 3rd, ... of its 17 BatchNormalization layers (9) and the output layer, as the
+# original's get_save_layer_ids (sel_layer_ids[::2] plus the last layer).
+RESNET_LAYERS = ("type:BatchNormalization:odd", "name:logits")
 # RMSprop's epsilon outside the root (Keras 2, the paper's) or under it (Keras 3); nnsrm/optimizers.py.
 RMSPROP_FORMS = ("keras2", "keras3")
 
@@ -131,16 +133,19 @@ _ORIGINAL_MNIST = dict(
 )
 
 EXPERIMENTS = {
-    # The offline default: scikit-learn's 8×8 digits, a small conv net, fast on a CPU.
+    # The offline default: scikit-learn's 8×8 digits, a small conv net, fast on a CPU. At most 256 units
+    # per layer (pool1 has 512): stage 3's SRM fits, Procrustes rotations and decoders grow with the
+    # units squared or cubed, and the demo (stages 1-3 and the figures) should take about 2 minutes on
+    # 2 cores; --max-units 1000 analyses all of them.
     ("digits", "conv"): ExperimentConfig(
         data="digits", model="conv", n_subjects=10, n_epochs=30, batch_size=32,
         optimizer="rmsprop", learning_rate=1e-3, lr_decay=1e-6, plateau_min_lr=1e-5,
-        logged_epochs=(0, 1, 2, 3, 5, 8, 13, 20, 30), analysed_layers=CONV_LAYERS,
+        logged_epochs=(0, 1, 2, 3, 5, 8, 13, 20, 30), analysed_layers=CONV_LAYERS, max_units=256,
     ),
     ("digits", "mlp"): ExperimentConfig(
         data="digits", model="mlp", n_subjects=10, n_epochs=30, batch_size=32,
         optimizer="rmsprop", learning_rate=1e-3, logged_epochs=(0, 1, 2, 3, 5, 8, 13, 20, 30),
-        analysed_layers=("name:dense1", "name:dense2", "name:logits"),
+        analysed_layers=("name:dense1", "name:dense2", "name:logits"), max_units=256,
     ),
     # The original study's MNIST networks (its models.py: get_mnist_stdnet, get_mnist_convnet), compiled
     # with Keras 2's RMSprop(lr=1e-4, decay=1e-6); its loader scaled pixels to [0, 1] without subtracting

@@ -145,6 +145,19 @@ def _extract(cfg, root, subject, epoch, data_dir) -> dict:
             "units": {n: len(k) for n, k in zip(names, keep)}}
 
 
+def output_layer_name(model, names) -> str | None:
+    """The analysed layer that is the network's output (its last layer with weights), or None if not analysed.
+
+    The conv nets' and ResNet-18's output is ``logits`` (softmax follows as a
+    weightless layer), the original MNIST MLP's ``softmax`` (a Dense layer with
+    the softmax fused): the last weighted layer finds either.
+    """
+    from nnsrm.models import all_layers
+
+    weighted = [layer.name for layer in all_layers(model) if layer.weights]
+    return weighted[-1] if weighted and weighted[-1] in names else None
+
+
 def condition_metadata(cfg, data_dir: str | None = None) -> tuple[dict, np.ndarray]:
     """What ``layers.json`` and ``test_labels.npy`` of a condition hold (computed, not written).
 
@@ -152,7 +165,9 @@ def condition_metadata(cfg, data_dir: str | None = None) -> tuple[dict, np.ndarr
     -------
     layers : dict
         ``{"layers": [names in depth order], "units": {name: units saved (after the cap)},
-        "units_before_cap": {...}, "made_with": {"max_units", "analysed_layers"}}``.
+        "units_before_cap": {...}, "output_layer": the analysed layer that is the network's output
+        (:func:`output_layer_name`; null if none is analysed), "made_with": {"max_units",
+        "analysed_layers"}}``.
     labels : ndarray of int64, shape (n_test_images,)
     """
     from nnsrm.models import layer_outputs_model
@@ -165,6 +180,7 @@ def condition_metadata(cfg, data_dir: str | None = None) -> tuple[dict, np.ndarr
         "layers": names,
         "units": {n: min(s, cfg.max_units) for n, s in zip(names, sizes)},
         "units_before_cap": dict(zip(names, sizes)),
+        "output_layer": output_layer_name(model, names),
         state.RECORD_KEY: {"max_units": cfg.max_units, "analysed_layers": list(cfg.analysed_layers)},
     }
     return layers, data.y_test.astype(np.int64)

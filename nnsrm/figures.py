@@ -1,10 +1,10 @@
 """From a results root to the paper's figures: what exists, loading it, where figures go.
 
-The notebooks (``show_rsa.ipynb``, ``show_srm.ipynb``) and ``make_figures.py``
-use this module to find stage 3's outputs under a results root (see
-:mod:`nnsrm.paths`) and to save figures into ``ROOT/figures/``; the drawing
-itself is :mod:`qmvpa.vis` and :mod:`qmvpa.trajectories`, which know nothing
-about the layout.
+``make_figures.py`` and the notebooks (``show_rsa.ipynb``, ``show_srm.ipynb``)
+draw the figures through :mod:`nnsrm.figure_set`, which uses this module to
+find stage 3's outputs under a results root (see :mod:`nnsrm.paths`) and to
+save figures into ``ROOT/figures/``; the drawing itself is :mod:`qmvpa.vis`
+and :mod:`qmvpa.trajectories`, which know nothing about the layout.
 
 A figure asked for before its inputs exist fails with a one-line
 ``FileNotFoundError`` that names the stage to run, e.g. ``no analyses for
@@ -14,19 +14,24 @@ digits×conv under results: run run_analyses.py --data digits --model conv
 Figure files (each figure as ``.png`` and ``.pdf``, the animations as ``.gif``),
 with ``<c>`` = ``<data>_<model>``:
 
-=================================  ==============  ================================================
-file                               notebook        what
-=================================  ==============  ================================================
-``fig4_experiments``               show_rsa        Fig. 4, one column per analysed condition
-``development_same_epoch``         show_rsa        r(iRSM, same-epoch wRSM), shared vs native
-``<c>_fig3_rsms``                  show_rsa        Fig. 3: shared iRSM | native wRSM | native iRSM
-``<c>_rsm_grid_wrsm_native``       show_rsa        native wRSM over depth × training
-``<c>_rsm_grid_irsm_shared``       show_rsa        shared iRSM over depth × training
-``<c>_variance_explained``         show_srm        SRM variance explained over training, per layer
-``<c>_trajectories``               show_srm        3-D trajectories before | after SRM (static)
-``<c>_trajectories_native.gif``    show_srm        the same, animated, native space
-``<c>_trajectories_shared.gif``    show_srm        the same, animated, shared space
-=================================  ==============  ================================================
+=====================================  ========  ================================================
+file                                   notebook  what
+=====================================  ========  ================================================
+``fig4_experiments``                   show_rsa  Fig. 4, one column per condition, hidden layers
+``development_same_epoch``             show_rsa  r(iRSM, same-epoch wRSM), shared vs native
+``<c>_fig3_rsms``                      show_rsa  Fig. 3: shared iRSM | native wRSM | native iRSM
+``<c>_rsm_grid_wrsm_native``           show_rsa  native wRSM over depth × training
+``<c>_rsm_grid_irsm_shared``           show_rsa  shared iRSM over depth × training
+``<c>_rsm_grid_original``              show_rsa  the original's grid: class-mean RSMs, 0 to 1
+``<c>_measures``                       show_rsa  every measure over training (CI band, null)
+``<c>_decoding``                       show_rsa  cross-network decoding over training
+``<c>_layer_identification``           show_rsa  layer identification per measure
+``<c>_variance_explained``             show_srm  variance explained over training, per layer
+``<c>_variance_by_k``                  show_srm  variance explained by k, SRM vs PCA
+``<c>_trajectories``                   show_srm  3-D trajectories before | after SRM
+``<c>_trajectories_grid``              show_srm  the same, first/last epoch × 3 layers
+``<c>_trajectories_e<EEE>_<layer>.gif`` show_srm  animated, each cell of the grid
+=====================================  ========  ================================================
 """
 
 from __future__ import annotations
@@ -46,28 +51,13 @@ log = logging.getLogger(__name__)
 
 RESULTS_NAME = "results.npz"  # stage 3's per-job file (nnsrm.summary.RESULTS_NAME)
 FORMATS = ("png", "pdf")
-OUTPUT_LAYER = "logits"  # the models' output layer (models.py, resnet.py)
 
-#: Figures each notebook writes: name patterns (``{c}`` = ``<data>_<model>``) -> file extensions.
-NOTEBOOK_FIGURES = {
-    "show_rsa.ipynb": {
-        "fig4_experiments": FORMATS,
-        "development_same_epoch": FORMATS,
-        "{c}_fig3_rsms": FORMATS,
-        "{c}_rsm_grid_wrsm_native": FORMATS,
-        "{c}_rsm_grid_irsm_shared": FORMATS,
-    },
-    "show_srm.ipynb": {
-        "{c}_variance_explained": FORMATS,
-        "{c}_trajectories": FORMATS,
-        "{c}_trajectories_native": ("gif",),
-        "{c}_trajectories_shared": ("gif",),
-    },
-}
+#: The notebooks and the figure group (nnsrm.figure_set.GROUPS) each draws.
+NOTEBOOK_GROUPS = {"show_rsa.ipynb": "rsa", "show_srm.ipynb": "srm"}
 
 #: Environment variables through which make_figures.py (and the tests) set the notebooks' parameters.
 ENV_PARAMS = ("NNSRM_ROOT", "NNSRM_DATA", "NNSRM_MODEL", "NNSRM_EPOCH", "NNSRM_LAYER", "NNSRM_FIGURES",
-              "NNSRM_GIF_SECONDS", "NNSRM_GIF_FPS")
+              "NNSRM_GIF_SECONDS", "NNSRM_GIF_FPS", "NNSRM_INCLUDE_OUTPUT")
 
 
 def condition_tag(data: str, model: str) -> str:
@@ -75,14 +65,15 @@ def condition_tag(data: str, model: str) -> str:
     return f"{data}_{model}"
 
 
-def expected_files(figures_dir, data: str, model: str, notebooks: Sequence[str] | None = None) -> list[Path]:
-    """Every file the notebooks write for one condition (see the module docstring)."""
-    out = []
-    for nb in notebooks or NOTEBOOK_FIGURES:
-        for pattern, exts in NOTEBOOK_FIGURES[nb].items():
-            name = pattern.format(c=condition_tag(data, model))
-            out += [Path(figures_dir) / f"{name}.{ext}" for ext in exts]
-    return out
+def output_layer(root, data: str, model: str) -> str | None:
+    """The condition's output layer (``layers.json``'s ``output_layer``; by name for registered activations), or None."""
+    from nnsrm.activations import open_source
+
+    layout = ResultsLayout(Path(root), data, model)
+    try:
+        return open_source(layout).output_layer()
+    except (OSError, ValueError):  # no layers.json or manifest readable: no output layer to leave out
+        return None
 
 
 # --------------------------------------------------------------------------- what exists
@@ -165,10 +156,11 @@ def load_summaries(root, first: tuple[str, str] | None = None):
     return pd.concat(frames, ignore_index=True)
 
 
-def choose_epoch_layer(summary, epoch=None, layer=None) -> tuple[int, str]:
+def choose_epoch_layer(summary, epoch=None, layer=None, output_layer: str | None = "logits") -> tuple[int, str]:
     """Resolve the epoch and layer of the single-job figures (default: final epoch, deepest hidden layer).
 
-    ``epoch`` may be given as text (it comes from an environment variable).
+    ``epoch`` may be given as text (it comes from an environment variable);
+    ``output_layer`` is the layer the default skips (:func:`output_layer`).
     Raises ``ValueError`` naming what was analysed if the choice was not.
     """
     from qmvpa import vis
@@ -187,7 +179,7 @@ def choose_epoch_layer(summary, epoch=None, layer=None) -> tuple[int, str]:
     if layer in (None, ""):
         # The output layer's units correspond across networks by construction (unit i = class i), so
         # it aligns without SRM: the deepest *hidden* layer shows the contrast the figures are about.
-        hidden = [name for name in layers if name != OUTPUT_LAYER]
+        hidden = [name for name in layers if name != output_layer]
         layer = (hidden or layers)[-1]
     elif layer not in layers:
         raise UsageError(f"layer {layer!r} was not analysed; analysed layers: {layers}")
@@ -244,10 +236,18 @@ def figures_dir(root, figures=None) -> Path | None:
     return Path(figures) if figures is not None else Path(root) / "figures"
 
 
-def save_figure(fig, out_dir, name: str, formats: Sequence[str] = FORMATS, dpi: int = 150) -> list[Path]:
-    """Save ``fig`` as ``out_dir/name.<fmt>`` for each format, atomically; nothing if ``out_dir`` is None."""
+def save_figure(fig, out_dir, name: str, formats: Sequence[str] = FORMATS, dpi: int = 120) -> list[Path]:
+    """Save ``fig`` as ``out_dir/name.<fmt>`` for each format, atomically; nothing if ``out_dir`` is None.
+
+    A figure with a layout engine (constrained layout) is laid out once and
+    the layout frozen first, so that each format does not lay it out again.
+    """
     if out_dir is None:
         return []
+    engine = fig.get_layout_engine()
+    if engine is not None and len(formats) > 1 and type(engine).__name__ != "PlaceHolderLayoutEngine":
+        fig.draw_without_rendering()
+        fig.set_layout_engine("none")
     paths = []
     for fmt in formats:
         path = Path(out_dir) / f"{name}.{fmt}"
@@ -256,6 +256,62 @@ def save_figure(fig, out_dir, name: str, formats: Sequence[str] = FORMATS, dpi: 
         paths.append(path)
     log.info("saved %s.{%s}", Path(out_dir) / name, ",".join(formats))
     return paths
+
+
+def load_class_rsm_grid(root, summary) -> tuple[dict, dict]:
+    """The class-mean RSM of every analysed (epoch, layer) (the original's grid) and how it was made.
+
+    Returns
+    -------
+    grid : dict of (epoch, layer) to ndarray, shape (n_classes, n_classes)
+    info : dict
+        ``networks`` averaged and the most ``units`` kept in a layer (from the jobs' ``meta``).
+    """
+    import json
+
+    from qmvpa import vis
+
+    (data, model), = vis.conditions(summary)
+    grid, networks, units = {}, set(), set()
+    for epoch, layer in summary[["epoch", "layer"]].drop_duplicates().itertuples(index=False):
+        r = vis.load_results(results_path(root, data, model, int(epoch), str(layer)), ["class_rsm", "meta"])
+        grid[(int(epoch), str(layer))] = r["class_rsm"]
+        made = json.loads(str(r["meta"])).get("class_rsm", {})
+        networks.add(made.get("networks"))
+        units.add(made.get("units"))
+    return grid, {"networks": max(n for n in networks if n is not None) if networks - {None} else "?",
+                  "units": max(u for u in units if u is not None) if units - {None} else "?"}
+
+
+def load_layer_identification(root, data: str, model: str) -> tuple:
+    """``(table, similarity)`` of the layer-identification benchmark: the accuracy table and, per measure,
+    the (n_pairs, n_layers, n_layers) matrices (plus ``layers``). A one-line ``FileNotFoundError`` if absent."""
+    import pandas as pd
+
+    from nnsrm import layer_identification
+
+    layout = check_analyses(root, data, model)
+    path = layout.layer_identification_path
+    if not path.is_file():
+        raise FileNotFoundError(f"no layer-identification results for {data}×{model} ({path}): run "
+                                f"{_run('run_analyses.py', layout)} --layer-id disjoint first")
+    table = pd.read_csv(path)
+    pairs = [tuple(int(s) for s in p) for p in layer_identification.load_pairs(layout).get("pairs", [])]
+    sims = layer_identification.load_pairs(layout, pairs or None)
+    return table, sims
+
+
+def load_variance_by_k(root, data: str, model: str):
+    """The variance-by-k table of stage 3 (a DataFrame); a one-line ``FileNotFoundError`` if there is none."""
+    from nnsrm import variance_by_k
+
+    layout = check_analyses(root, data, model)
+    table = variance_by_k.load(layout)
+    if not len(table):
+        raise FileNotFoundError(f"no variance-by-k results for {data}×{model} under {layout.root}: run "
+                                f"{_run('run_analyses.py', layout)} (without --var-by-k-layer none) first")
+    first = table[["epoch", "layer"]].drop_duplicates().iloc[-1]
+    return table[(table["epoch"] == first["epoch"]) & (table["layer"] == first["layer"])]
 
 
 def save_trajectory_gif(trajectories, out_dir, name: str, **kwargs) -> Path | None:

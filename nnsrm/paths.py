@@ -11,6 +11,8 @@ The layout is meant to be browsed by a person::
     ROOT/<data>/<model>/subj<NN>/epoch_<EEE>/activations/<layer>.npy   stage 2 (images × units)
     ROOT/<data>/<model>/analyses/epoch_<EEE>/<layer>/...    stage 3
     ROOT/<data>/<model>/analyses/summary.csv                stage 3, tidy table
+    ROOT/<data>/<model>/analyses/layer_identification.csv   stage 3, layer identification per measure
+    ROOT/<data>/<model>/analyses/variance_by_k/...          stage 3, variance explained by k
     ROOT/figures/                                           figures of every condition
 """
 
@@ -82,6 +84,23 @@ class ResultsLayout:
     @property
     def summary_path(self) -> Path:
         return self.analyses_dir / "summary.csv"
+
+    @property
+    def layer_identification_dir(self) -> Path:
+        """Stage 3's layer-identification jobs, one folder per pair of networks."""
+        return self.analyses_dir / "layer_identification"
+
+    def layer_identification_pair_dir(self, a: int, b: int) -> Path:
+        return self.layer_identification_dir / f"pair_{a:02d}-{b:02d}"
+
+    @property
+    def layer_identification_path(self) -> Path:
+        """The accuracy per measure, rebuilt from the pair jobs (CSV)."""
+        return self.analyses_dir / "layer_identification.csv"
+
+    def variance_by_k_dir(self, epoch: int, layer: str) -> Path:
+        """Stage 3's variance-explained-by-k job of one epoch × layer."""
+        return self.analyses_dir / "variance_by_k" / f"epoch_{epoch:03d}" / layer
 
     @property
     def figures_dir(self) -> Path:

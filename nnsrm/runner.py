@@ -1,4 +1,4 @@
-"""Run a stage's list of independent jobs: in this process by default, or on Dask.
+"""Run a stage's list of independent jobs: in this process, on a pool of local processes, or on Dask.
 
 A failing job does not stop the others: the runner collects every failure and
 reports them together at the end (:class:`~nnsrm.jobs.JobsFailed`). The jobs
@@ -33,7 +33,7 @@ def run_in_process(jobs: Sequence[Job], desc: str = "jobs", progress: bool = Tru
 
 
 def run_jobs(jobs: Sequence[Job], *, scheduler: str | None = None, workers: int | None = None,
-             desc: str = "jobs", progress: bool = True, retries: int = 2) -> RunReport:
+             desc: str = "jobs", progress: bool = True, retries: int = 2, processes: int = 1) -> RunReport:
     """Run every job and report results and failures.
 
     Parameters
@@ -53,6 +53,10 @@ def run_jobs(jobs: Sequence[Job], *, scheduler: str | None = None, workers: int 
         input, :data:`nnsrm.errors.INPUT_ERRORS`) is resubmitted. A job whose
         worker died is rescheduled by the Dask scheduler itself
         (``distributed.scheduler.allowed-failures``).
+    processes : int
+        Without Dask: run the jobs on this many worker processes of this
+        machine, one BLAS thread each (:mod:`nnsrm.process_pool`); 1 runs them
+        one after another in this process.
 
     Raises
     ------
@@ -64,6 +68,10 @@ def run_jobs(jobs: Sequence[Job], *, scheduler: str | None = None, workers: int 
 
         report = run_jobs_dask(jobs, scheduler=scheduler, workers=workers, desc=desc,
                                progress=progress, retries=retries)
+    elif processes > 1 and len(jobs) > 1:
+        from nnsrm.process_pool import run_in_processes
+
+        report = run_in_processes(jobs, processes, desc=desc, progress=progress)
     else:
         report = run_in_process(jobs, desc=desc, progress=progress)
     if report.failures:

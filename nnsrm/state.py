@@ -10,7 +10,8 @@ Every completion marker (:mod:`nnsrm.atomic`) carries a *record* under
   extraction parameters ``max_units`` and ``analysed_layers``;
 - stage 3 (one epoch × layer): ``params`` (:class:`nnsrm.analysis.AnalysisParams`),
   ``subjects``, and ``inputs``: the SHA-256 of every subject's stage-2 marker
-  for that epoch, and of ``test_labels.npy``.
+  for that epoch (and for the final epoch, which the ``*_final_wrsm``
+  comparisons read), and of ``test_labels.npy``.
 
 A job is *complete* if its marker and files are whole
 (:func:`nnsrm.atomic.marker_status`); a complete job is *stale* if its record
@@ -77,21 +78,28 @@ def stage2_record(cfg, layout: ResultsLayout, subject: int) -> dict:
                     "max_units": cfg.max_units, "analysed_layers": list(cfg.analysed_layers)})
 
 
-def stage3_inputs(layout: ResultsLayout, epoch: int, subjects: Sequence[int]) -> dict:
+def stage3_inputs(layout: ResultsLayout, epoch: int, subjects: Sequence[int], final_epoch: int | None = None) -> dict:
     """The checksums of what one epoch's stage-3 jobs read (see :meth:`nnsrm.activations.ActivationSource.input_digests`).
 
     Stage 2's folders: every subject's stage-2 marker and the labels; a
-    registered condition: every array file and the labels.
+    registered condition: every array file and the labels. With
+    ``final_epoch`` (another epoch), that epoch's too: the ``*_final_wrsm``
+    comparisons read its activity.
     """
     from nnsrm.activations import open_source  # activations imports this module's neighbours
 
-    return open_source(layout).input_digests(epoch, subjects)
+    source = open_source(layout)
+    out = dict(source.input_digests(epoch, subjects))
+    if final_epoch is not None and int(final_epoch) != int(epoch):
+        out.update(source.input_digests(int(final_epoch), subjects))
+    return out
 
 
 def stage3_record(layout: ResultsLayout, epoch: int, subjects: Sequence[int], params: dict) -> dict:
-    """What determines one epoch × layer's stage-3 outputs: the analysis parameters, the subjects, their inputs."""
+    """What determines one epoch × layer's stage-3 outputs: the analysis parameters, the subjects, their inputs
+    (the final epoch's too, ``params["final_epoch"]``)."""
     return as_json({"params": params, "subjects": [int(s) for s in subjects],
-                    "inputs": stage3_inputs(layout, epoch, subjects)})
+                    "inputs": stage3_inputs(layout, epoch, subjects, params.get("final_epoch"))})
 
 
 def recorded(directory) -> dict | None:

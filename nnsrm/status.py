@@ -234,7 +234,8 @@ def _stage3_wanted(layout: ResultsLayout, epoch: int, directory: Path) -> dict |
     if own is None or not isinstance(own.get("subjects"), list):
         return {"inputs": None}  # an unrecorded marker: stale, as the stage script would say
     return {"params": own.get("params"), "subjects": own["subjects"],
-            "inputs": state.stage3_inputs(layout, epoch, own["subjects"])}
+            "inputs": state.stage3_inputs(layout, epoch, own["subjects"],
+                                          (own.get("params") or {}).get("final_epoch"))}
 
 
 def find_conditions(root: Path) -> list:

@@ -2,10 +2,15 @@
 
 ``analyses/summary.csv`` is long format, one value per row, that seaborn plots
 directly: columns ``data, model, epoch, layer, layer_depth, subject, metric,
-value``; ``subject`` is a network id (``"3"``), a pair (``"0-3"``) or ``"all"``.
-It is rebuilt from the jobs' ``results.npz`` files at the end of every run
-(cheap, and always consistent with them). The metrics are listed in
-:data:`METRICS`; docs/analyses.md gives their formulas.
+stat, value``; ``subject`` is a network id (``"3"``), a pair (``"0-3"``) or
+``"all"``; ``stat`` is one of :data:`STATS`: ``value`` (per network, per pair,
+or the across-network value or mean), ``ci_low`` and ``ci_high`` (the 95%
+interval over networks), ``null_mean`` and ``null_q95`` (the
+correspondence-broken null's mean and one-sided 95% critical value), ``p``
+(a permutation p-value). It is rebuilt from the jobs' ``results.npz`` files at
+the end of every run (cheap, and always consistent with them). The metrics
+are listed in :data:`METRICS`; docs/analyses.md gives their formulas and says
+which statistics each has.
 
 A job's rows come from :func:`job_rows`, whether the job's result is a
 ``results.npz`` on disk (:func:`build_summary`) or a dict in memory
@@ -24,13 +29,28 @@ import numpy as np
 from nnsrm.atomic import is_complete, write_text
 from nnsrm.paths import ResultsLayout
 from qmvpa import rsa
+from qmvpa.layer_inference import STATS
 
 log = logging.getLogger(__name__)
 
 RESULTS_NAME = "results.npz"
-SUMMARY_COLUMNS = ("data", "model", "epoch", "layer", "layer_depth", "subject", "metric", "value")
-METRICS = ("var_exp_fit", "var_exp_test", "r_shared_irsm_wrsm", "r_native_irsm_wrsm",
-           "r_shared_irsm_final_wrsm", "r_native_irsm_final_wrsm", "consistency")
+SUMMARY_COLUMNS = ("data", "model", "epoch", "layer", "layer_depth", "subject", "metric", "stat", "value")
+#: Every metric, in the table's order. Per network: var_exp_*, decoding_*; per pair: consistency*, cka*,
+#: procrustes*, isc; across networks ("all"): every metric (the r's, rho's and tau's only there).
+METRICS = ("r_shared_irsm_wrsm", "r_native_irsm_wrsm", "r_shared_irsm_final_wrsm", "r_native_irsm_final_wrsm",
+           "rho_shared_irsm_wrsm", "rho_native_irsm_wrsm", "rho_shared_irsm_final_wrsm",
+           "rho_native_irsm_final_wrsm", "tau_shared_irsm_wrsm", "tau_native_irsm_wrsm",
+           "tau_shared_irsm_final_wrsm", "tau_native_irsm_final_wrsm",
+           "var_exp_fit", "var_exp_test", "var_exp_fit_loo", "var_exp_test_loo",
+           "consistency", "consistency_rho", "consistency_tau", "cka", "cka_debiased", "procrustes",
+           "isc", "procrustes_disparity", "decoding_shared", "decoding_native", "decoding_within",
+           "decoding_chance")
+#: Metrics with one value per network (subject = its id) in ``results.npz``.
+PER_NETWORK = ("var_exp_fit", "var_exp_test", "var_exp_fit_loo", "var_exp_test_loo", "decoding_shared",
+               "decoding_native", "decoding_within")
+#: Metrics with one value per pair of networks (subject = "i-j").
+PER_PAIR = ("consistency", "consistency_rho", "consistency_tau", "cka", "cka_debiased", "procrustes", "isc",
+            "procrustes_disparity")
 
 
 _EPOCH_DIR = re.compile(r"^epoch_(\d+)$")
@@ -52,7 +72,7 @@ def completed_jobs(layout: ResultsLayout) -> list[tuple[int, str, Path]]:
 
 
 def final_reference(result) -> tuple[np.ndarray, np.ndarray]:
-    """``(wrsm_native, test_idx)`` of a layer's final-epoch job: what the ``*_final_wrsm`` metrics compare with.
+    """``(wrsm_native, test_idx)`` of a layer's final-epoch job (what older results' ``*_final_wrsm`` used).
 
     ``result`` is a job's result: an open ``results.npz`` or the dict
     :func:`nnsrm.analysis.job_result` returns.
@@ -73,7 +93,9 @@ def job_rows(result, data: str, model: str, epoch: int, layer: str, final=None, 
     epoch : int
     layer : str
     final : tuple, optional
-        :func:`final_reference` of the layer's final epoch; None leaves out the ``*_final_wrsm`` metrics.
+        :func:`final_reference` of the layer's final epoch: only for results
+        made before the jobs computed the ``*_final_wrsm`` metrics themselves
+        (no ``stat_metrics``), which get their values from it.
     where : str
         The job in warnings (e.g. its ``results.npz``).
 
@@ -85,50 +107,61 @@ def job_rows(result, data: str, model: str, epoch: int, layer: str, final=None, 
     meta = json.loads(str(result["meta"]))
     base = dict(data=data, model=model, epoch=int(epoch), layer=layer, layer_depth=int(meta["layer_depth"]))
     rows = []
+    files = set(result.keys()) if hasattr(result, "keys") else set(result.files)
     subjects = np.asarray(result["subjects"]).tolist()
-    for metric in ("var_exp_fit", "var_exp_test"):
-        rows += [dict(base, subject=str(s), metric=metric, value=float(v))
-                 for s, v in zip(subjects, result[metric])]
+    for metric in PER_NETWORK:
+        if metric in files:
+            rows += [dict(base, subject=str(s), metric=metric, stat="value", value=float(v))
+                     for s, v in zip(subjects, result[metric])]
+    pairs = np.asarray(result["consistency_pairs"]).tolist()
+    for metric in PER_PAIR:
+        if metric in files:
+            rows += [dict(base, subject=f"{i}-{j}", metric=metric, stat="value", value=float(v))
+                     for (i, j), v in zip(pairs, result[metric]) if np.isfinite(v)]
+    if "stat_metrics" in files:
+        for metric, values in zip(np.asarray(result["stat_metrics"]).tolist(), np.asarray(result["stat_values"])):
+            rows += [dict(base, subject="all", metric=str(metric), stat=stat, value=float(v))
+                     for stat, v in zip(STATS, values) if np.isfinite(v)]
+        return rows
+    # results made before the statistics table: the values alone
     for metric in ("r_shared_irsm_wrsm", "r_native_irsm_wrsm"):
-        rows.append(dict(base, subject="all", metric=metric, value=float(result[metric])))
+        rows.append(dict(base, subject="all", metric=metric, stat="value", value=float(result[metric])))
     if final is not None:
         final_wrsm, final_test_idx = final
         if np.array_equal(result["test_idx"], final_test_idx):
             for space in ("shared", "native"):
                 r = rsa.rsm_similarity(result[f"irsm_{space}"], final_wrsm)
-                rows.append(dict(base, subject="all", metric=f"r_{space}_irsm_final_wrsm", value=r))
+                rows.append(dict(base, subject="all", metric=f"r_{space}_irsm_final_wrsm", stat="value", value=r))
         else:
             log.warning("summary: %s used other held-out images than the final epoch; no *_final_wrsm "
                         "metrics for it", where or f"epoch {epoch} layer {layer}")
-    rows += [dict(base, subject=f"{i}-{j}", metric="consistency", value=float(v))
-             for (i, j), v in zip(np.asarray(result["consistency_pairs"]).tolist(), result["consistency"])]
     return rows
 
 
 def summary_frame(rows):
-    """The tidy summary table of ``rows`` (from :func:`job_rows`), sorted by epoch, depth and metric."""
+    """The tidy summary table of ``rows`` (from :func:`job_rows`), sorted by epoch, depth, metric and stat."""
     import pandas as pd
 
     df = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
     if len(df):
-        df["metric_order"] = df["metric"].map({m: i for i, m in enumerate(METRICS)})
-        df = df.sort_values(["epoch", "layer_depth", "metric_order"], kind="stable").drop(columns="metric_order")
+        order = {m: i for i, m in enumerate(METRICS)}
+        df["metric_order"] = df["metric"].map(lambda m: order.get(m, len(order)))
+        df["stat_order"] = df["stat"].map({s: i for i, s in enumerate(STATS)})
+        df["all_last"] = df["subject"] == "all"
+        df = df.sort_values(["epoch", "layer_depth", "metric_order", "all_last", "stat_order"], kind="stable")
+        df = df.drop(columns=["metric_order", "stat_order", "all_last"])
     return df.reset_index(drop=True)
 
 
 def build_summary(layout: ResultsLayout, final_epoch: int | None = None):
     """The tidy summary table of every complete job, as a pandas DataFrame.
 
-    Columns ``data, model, epoch, layer, layer_depth, subject, metric, value``;
-    ``subject`` is a subject id (``"3"``), a pair (``"0-3"``) or ``"all"``.
-    Metrics: ``var_exp_fit``, ``var_exp_test`` (per subject),
-    ``r_shared_irsm_wrsm``, ``r_native_irsm_wrsm`` (against the same epoch's
-    native mean wRSM), ``r_shared_irsm_final_wrsm``, ``r_native_irsm_final_wrsm``
-    (against the final epoch's native mean wRSM; left out, with a warning, for a
-    layer whose final epoch has not been analysed or used other held-out
-    images), ``consistency`` (per pair). ``final_epoch`` defaults, per layer,
-    to the latest analysed epoch. The rows of each job are :func:`job_rows`'s,
-    as for the in-memory route (:func:`nnsrm.compare`).
+    Columns :data:`SUMMARY_COLUMNS`; ``subject`` is a subject id (``"3"``), a
+    pair (``"0-3"``) or ``"all"``; ``stat`` one of :data:`STATS`. The rows of
+    each job are :func:`job_rows`'s, as for the in-memory route
+    (:func:`nnsrm.compare`). ``final_epoch`` (default, per layer, the latest
+    analysed epoch) only matters for results made by older versions, whose
+    ``*_final_wrsm`` metrics are computed here.
     """
     rows = []
     by_layer = {}
@@ -137,14 +170,11 @@ def build_summary(layout: ResultsLayout, final_epoch: int | None = None):
     for layer, files in by_layer.items():
         final = max(files) if final_epoch is None else final_epoch
         reference = None
-        if final in files:
-            with np.load(files[final]) as z:
-                reference = final_reference(z)
-        else:
-            log.warning("summary: layer %s has no analysed final epoch %s; leaving out the *_final_wrsm "
-                        "metrics", layer, final)
         for epoch in sorted(files):
             with np.load(files[epoch]) as z:
+                if "stat_metrics" not in z.files and reference is None and final in files:
+                    with np.load(files[final]) as zf:
+                        reference = final_reference(zf)
                 rows += job_rows(z, layout.data, layout.model, epoch, layer, reference, where=str(files[epoch]))
     return summary_frame(rows)
 
@@ -163,11 +193,13 @@ def headline(df) -> list[str]:
     if df is None or not len(df):
         return []
     final = int(df["epoch"].max())
-    rows = df[df["epoch"] == final]
+    rows = df[(df["epoch"] == final) & (df["stat"] == "value")]
     means = rows.groupby(["layer_depth", "layer", "metric"])["value"].mean()
-    lines = [f"epoch {final}: r(iRSM, wRSM) shared / native, held-out variance explained"]
+    lines = [f"epoch {final}: r(iRSM, wRSM) shared / native, held-out variance explained, "
+             f"decoding shared / native / within"]
     for (depth, layer), _ in rows.groupby(["layer_depth", "layer"]):
         get = lambda m: means.get((depth, layer, m), float("nan"))  # noqa: E731
         lines.append(f"  {layer:<12s} {get('r_shared_irsm_wrsm'):6.3f} / {get('r_native_irsm_wrsm'):6.3f}   "
-                     f"{get('var_exp_test'):.3f}")
+                     f"{get('var_exp_test'):.3f}   {get('decoding_shared'):.2f} / {get('decoding_native'):.2f} / "
+                     f"{get('decoding_within'):.2f}")
     return lines

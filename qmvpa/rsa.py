@@ -18,7 +18,9 @@ The functions (formulas in docs/analyses.md):
 - :func:`rsm_similarity` — Pearson, Spearman or Kendall correlation between two RSMs'
   strict lower triangles (diagonal excluded), see :func:`lower_triangle`;
 - :func:`pairwise_consistency` — that similarity for every pair of networks;
-- :func:`inter_subject_correlation` — the classic leave-one-out ISC per feature.
+- :func:`inter_subject_correlation` — the classic leave-one-out ISC per feature;
+- :func:`class_mean_rsm` — the RSM of class-mean patterns (the original study's
+  RSM grid: images sorted by class and averaged in windows of one class).
 
 A column with no variance across units (an image no unit responds to) has no
 defined correlation; here it correlates 0 with everything, itself included,
@@ -45,6 +47,7 @@ __all__ = [
     "rsm_similarity",
     "pairwise_consistency",
     "inter_subject_correlation",
+    "class_mean_rsm",
     "SIMILARITY_METHODS",
 ]
 
@@ -311,3 +314,39 @@ def inter_subject_correlation(Xs):
         # Rows: transpose, z-score columns, product summed over images.
         out[i] = np.sum(_zscore_columns(X.T) * _zscore_columns(others.T), axis=0)
     return out
+
+
+def class_mean_rsm(X, labels):
+    """RSM of the class-mean activity patterns: ``corr(mean of class a, mean of class b)``.
+
+    The original study's RSM grid (``show_within_network_RSMs.ipynb``) sorted
+    all test images by class, averaged them in non-overlapping windows of one
+    class's size and correlated the windows' patterns (``np.corrcoef``); with
+    classes of equal size that is this matrix.
+
+    Parameters
+    ----------
+    X : array-like, shape (n_units, n_images)
+        Activity of one network.
+    labels : array-like, shape (n_images,)
+        Class of every image (column).
+
+    Returns
+    -------
+    rsm : ndarray of float64, shape (n_classes, n_classes)
+        Classes in sorted order; ``rsm[a, b]`` the Pearson correlation, across
+        units, of the mean patterns of classes ``a`` and ``b``.
+    classes : ndarray, shape (n_classes,)
+        The sorted classes.
+    """
+    X = as_matrix(X)
+    labels = np.asarray(labels)
+    if labels.shape != (X.shape[1],):
+        raise ValueError(f"labels must have one entry per image (column), {X.shape[1]}; got shape {labels.shape}")
+    classes, index = np.unique(labels, return_inverse=True)
+    if len(classes) < 2:
+        raise ValueError(f"labels must hold at least 2 classes, got {len(classes)}")
+    onehot = np.zeros((X.shape[1], len(classes)))
+    onehot[np.arange(X.shape[1]), index] = 1.0 / np.bincount(index)[index]  # (n_images, n_classes)
+    means = X.astype(np.float64, copy=False) @ onehot  # (n_units, n_classes) class means
+    return within_rsm(means), classes

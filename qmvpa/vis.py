@@ -8,9 +8,11 @@ the caller saves or displays it). The two loaders, :func:`load_summary` and
 about where the pipeline keeps its files.
 
 The summary table is long format, one value per row, with columns
-``data, model, epoch, layer, layer_depth, subject, metric, value``
-(``subject`` is a network id such as ``"3"``, a pair ``"0-3"`` or ``"all"``).
-Metrics used here:
+``data, model, epoch, layer, layer_depth, subject, metric, stat, value``
+(``subject`` is a network id such as ``"3"``, a pair ``"0-3"`` or ``"all"``;
+``stat`` is ``value``, ``ci_low``, ``ci_high``, ``null_mean``, ``null_q95`` or
+``p``: the across-network rows, ``subject == "all"``, carry the interval over
+networks and the nulls). Metrics used here:
 
 - ``r_shared_irsm_final_wrsm``, ``r_native_irsm_final_wrsm`` — r between the
   shared / native iRSM at an epoch and the final epoch's mean native wRSM
@@ -20,7 +22,15 @@ Metrics used here:
 - ``var_exp_fit``, ``var_exp_test`` — variance explained per network (Fig. 4,
   middle, uses ``var_exp_test``);
 - ``consistency`` — r between two networks' native wRSMs, per pair (Fig. 4,
-  bottom).
+  bottom);
+- the cross-checks of :mod:`qmvpa.layer_inference` (``cka``, ``procrustes``,
+  ``rho_*``, ``decoding_*``, ...), drawn over training by :func:`plot_measures`
+  and :func:`plot_decoding`.
+
+Where a figure shows a mean over networks with an interval, the interval is
+the summary's (``ci_low``, ``ci_high``: a jackknife or bootstrap over
+networks, which accounts for the dependence of pairs sharing a network);
+:func:`mean_ci`'s t-interval is only the fallback for tables without them.
 
 Colour convention (the paper's): one colour per layer from the ``Blues`` map,
 darker = deeper, with a "layer depth" colour bar.
@@ -40,11 +50,12 @@ __all__ = [
     "SUMMARY_COLUMNS", "RSM_KEYS", "load_summary", "load_results", "conditions", "condition_label",
     "final_epoch", "analysed_epochs", "layer_order", "layer_colors", "mean_ci", "downsample_rsm", "headline_table",
     "plot_development", "plot_layer_bars", "plot_experiments", "plot_development_same_epoch",
-    "plot_variance_explained", "plot_rsm_triplet", "plot_rsm_quad", "plot_rsm_grid",
+    "plot_variance_explained", "plot_rsm_triplet", "plot_rsm_quad", "plot_rsm_grid", "stat_table",
+    "plot_measures", "plot_decoding", "plot_layer_identification", "plot_variance_by_k", "MEASURE_PANELS",
 ]
 
 #: Columns of the tidy summary table.
-SUMMARY_COLUMNS = ("data", "model", "epoch", "layer", "layer_depth", "subject", "metric", "value")
+SUMMARY_COLUMNS = ("data", "model", "epoch", "layer", "layer_depth", "subject", "metric", "stat", "value")
 #: The four RSMs of one analysis job and how figures name them.
 RSM_KEYS = {
     "irsm_shared": "iRSM, shared",
@@ -61,7 +72,20 @@ METRIC_LABELS = {
     "var_exp_test": "held-out variance explained",
     "var_exp_fit": "variance explained (fit)",
     "consistency": "consistency\n(r between networks' wRSMs)",
+    "var_exp_test_loo": "held-out variance explained\n(leave-one-out S̄)",
+    "rho_shared_irsm_final_wrsm": "ρ(shared iRSM, final wRSM)",
+    "cka": "linear CKA (biased)",
+    "cka_debiased": "linear CKA (debiased)",
+    "procrustes": "Procrustes distance (rad)",
+    "isc": "ISC, shared space",
+    "procrustes_disparity": "Procrustes disparity (original)",
+    "consistency_rho": "consistency (Spearman)",
+    "decoding_shared": "decoding accuracy",
 }
+#: Panels of :func:`plot_measures`: every measure over training and depth.
+MEASURE_PANELS = ("r_shared_irsm_final_wrsm", "rho_shared_irsm_final_wrsm", "r_shared_irsm_wrsm",
+                  "var_exp_test", "var_exp_test_loo", "consistency", "cka", "cka_debiased", "procrustes",
+                  "isc", "procrustes_disparity")
 LAYER_CMAP = "Blues"
 RSM_CMAP = "viridis"
 CONFIDENCE = 0.95
@@ -79,9 +103,10 @@ def load_summary(path) -> "pandas.DataFrame":  # noqa: F821 - pandas imported la
 
     Returns
     -------
-    pandas.DataFrame, shape (n_rows, 8)
+    pandas.DataFrame, shape (n_rows, 9)
         Columns :data:`SUMMARY_COLUMNS`; ``subject`` as str, ``epoch`` and
-        ``layer_depth`` as int.
+        ``layer_depth`` as int. A table without the ``stat`` column (written
+        before it existed) gets ``stat = "value"``.
 
     Raises
     ------
@@ -96,9 +121,12 @@ def load_summary(path) -> "pandas.DataFrame":  # noqa: F821 - pandas imported la
     if not path.exists():
         raise FileNotFoundError(f"summary table {path} not found")
     try:
-        df = pd.read_csv(path, dtype={"subject": str, "layer": str, "metric": str, "data": str, "model": str})
+        df = pd.read_csv(path, dtype={"subject": str, "layer": str, "metric": str, "data": str, "model": str,
+                                  "stat": str})
     except (ValueError, pd.errors.ParserError) as err:
         raise ValueError(f"{path} is not a readable CSV table ({str(err).splitlines()[0]})") from None
+    if "stat" not in df.columns and "value" in df.columns:  # a table from before the stat column
+        df.insert(list(df.columns).index("value"), "stat", "value")
     missing = [c for c in SUMMARY_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"{path} lacks the column(s) {missing}; expected {list(SUMMARY_COLUMNS)}, "
@@ -286,11 +314,16 @@ def headline_table(summary, epoch: int | None = None, data=None, model=None):
         Index: layer; columns: every metric present, averaged over networks or
         pairs (``var_exp_*``, ``consistency``) where it has several values.
     """
+    import pandas as pd
+
     sub = _one_condition(summary, data, model)
     epoch = final_epoch(sub) if epoch is None else int(epoch)
-    rows = sub[sub["epoch"] == epoch]
+    rows = sub[(sub["epoch"] == epoch) & (sub["stat"] == "value")]
     if rows.empty:
         raise ValueError(f"epoch {epoch} was not analysed; analysed epochs: {analysed_epochs(sub)}")
+    # per-network and per-pair rows are averaged; the "all" row holds the same mean
+    per = rows[rows["subject"] != "all"]
+    rows = pd.concat([per, rows[~rows["metric"].isin(per["metric"].unique())]])
     table = rows.pivot_table(index="layer", columns="metric", values="value", aggfunc="mean")
     order = [m for m in METRIC_LABELS if m in table.columns] + [m for m in table.columns if m not in METRIC_LABELS]
     table = table.reindex(index=[name for name in layer_order(sub) if name in table.index], columns=order)
@@ -298,12 +331,48 @@ def headline_table(summary, epoch: int | None = None, data=None, model=None):
     return table
 
 
-def _metric_rows(summary, metric):
-    rows = summary[summary["metric"] == metric]
+def _metric_rows(summary, metric, all_rows=None):
+    """The ``stat == "value"`` rows of ``metric``; ``all_rows`` True/False keeps only / drops ``subject == "all"``."""
+    rows = summary[(summary["metric"] == metric) & (summary["stat"] == "value")]
     if rows.empty:
         have = sorted(summary["metric"].unique())
         raise ValueError(f"the summary has no rows for metric {metric!r}; it has {have}")
+    if all_rows is True:
+        rows = rows[rows["subject"] == "all"]
+    elif all_rows is False and (rows["subject"] != "all").any():
+        rows = rows[rows["subject"] != "all"]
     return rows
+
+
+def stat_table(summary, metric):
+    """The across-network statistics of ``metric``: one row per (epoch, layer), one column per stat.
+
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        The tidy summary table of one condition.
+    metric : str
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``(epoch, layer)``; columns among ``value, ci_low, ci_high,
+        null_mean, null_q95, p`` (those present). Empty if ``metric`` has no
+        ``subject == "all"`` rows.
+    """
+    rows = summary[(summary["metric"] == metric) & (summary["subject"] == "all")]
+    return rows.pivot_table(index=["epoch", "layer"], columns="stat", values="value", aggfunc="first")
+
+
+def _layers(summary, layers):
+    """``layers`` (kept in depth order) or every layer of ``summary``."""
+    order = layer_order(summary)
+    if layers is None:
+        return order
+    unknown = [name for name in layers if name not in order]
+    if unknown:
+        raise ValueError(f"layers {unknown} are not in the summary; it has {order}")
+    return [name for name in order if name in layers]
 
 
 # --------------------------------------------------------------------------- drawing helpers
@@ -365,7 +434,8 @@ def _new_figure(figsize):
 # --------------------------------------------------------------------------- Fig. 4
 
 def plot_development(summary, ax, metric: str = "r_shared_irsm_final_wrsm", data=None, model=None,
-                     linestyle: str = "-", marker: str = "o", colorbar: bool = True, ylabel: str | None = None):
+                     linestyle: str = "-", marker: str = "o", colorbar: bool = True, ylabel: str | None = None,
+                     layers: Sequence[str] | None = None, band: bool = True, null: bool = True):
     """Draw a similarity metric against training epochs, one line per layer, darker = deeper.
 
     Fig. 4 (top) with the default ``metric``: r(shared iRSM at epoch e,
@@ -388,6 +458,14 @@ def plot_development(summary, ax, metric: str = "r_shared_irsm_final_wrsm", data
         Add the layer-depth colour bar beside ``ax``.
     ylabel : str, optional
         Default: the metric's label.
+    layers : sequence of str, optional
+        Layers to draw (default: all; e.g. the hidden layers only).
+    band : bool
+        Shade the interval over networks (the summary's ``ci_low``..``ci_high``).
+    null : bool
+        Mark the correspondence-broken null's one-sided 95% critical value
+        (``null_q95``) where the summary has it: a short horizontal tick in
+        the layer's colour at that epoch.
 
     Returns
     -------
@@ -398,22 +476,44 @@ def plot_development(summary, ax, metric: str = "r_shared_irsm_final_wrsm", data
 
     sub = _one_condition(summary, data, model)
     rows = _metric_rows(sub, metric)
-    layers = layer_order(sub)
+    layers = _layers(sub, layers)
     colors = layer_colors(len(layers))
+    stats = stat_table(sub, metric)
     lines = []
+    lows = [float(np.nanmin(rows["value"]))] if len(rows) else [0.0]
+    highs = [float(np.nanmax(rows["value"]))] if len(rows) else [1.0]
     for layer, color in zip(layers, colors):
-        r = rows[rows["layer"] == layer].groupby("epoch")["value"].mean().sort_index()
+        mine = rows[rows["layer"] == layer]
+        per = mine[mine["subject"] != "all"]
+        r = (per if len(per) else mine).groupby("epoch")["value"].mean().sort_index()
         if r.empty:
             continue
         (line,) = ax.plot(r.index.to_numpy(), r.to_numpy(), linestyle=linestyle, marker=marker, markersize=3.5,
                           color=color, label=layer,
                           markerfacecolor=color if marker and linestyle == "-" else "white")
         lines.append(line)
+        st = stats.xs(layer, level="layer") if len(stats) and layer in stats.index.get_level_values("layer") \
+            else None
+        if band and st is not None and {"ci_low", "ci_high"} <= set(st.columns):
+            ci = st[["ci_low", "ci_high"]].dropna().sort_index()
+            if len(ci):
+                ax.fill_between(ci.index.to_numpy(), ci["ci_low"].to_numpy(), ci["ci_high"].to_numpy(),
+                                color=color, alpha=0.18, linewidth=0)
+                lows.append(float(ci["ci_low"].min()))
+                highs.append(float(ci["ci_high"].max()))
+        if null and st is not None and "null_q95" in st.columns:
+            q = st["null_q95"].dropna().sort_index()
+            if len(q):
+                ax.plot(q.index.to_numpy(), q.to_numpy(), linestyle="none", marker="_", markersize=12,
+                        markeredgewidth=2.0, color=color)
+                lows.append(float(q.min()))
+                highs.append(float(q.max()))
     ax.set_xlabel("training epochs")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(ylabel or METRIC_LABELS.get(metric, metric))
-    lo = float(np.nanmin(rows["value"])) if len(rows) else 0.0
-    ax.set_ylim(min(0.0, lo - 0.05), 1.05)
+    lo, hi = float(np.nanmin(lows)), float(np.nanmax(highs))
+    if hi <= 1.0 and lo >= -1.0:
+        ax.set_ylim(min(0.0, lo - 0.05), 1.05)
     ax.grid(alpha=0.3)
     if colorbar:
         _depth_colorbar(ax.figure, ax, layers)
@@ -421,7 +521,8 @@ def plot_development(summary, ax, metric: str = "r_shared_irsm_final_wrsm", data
 
 
 def plot_layer_bars(summary, ax, metric: str = "var_exp_test", epoch: int | None = None, data=None,
-                    model=None, confidence: float = CONFIDENCE, ylabel: str | None = None):
+                    model=None, confidence: float = CONFIDENCE, ylabel: str | None = None,
+                    layers: Sequence[str] | None = None):
     """Draw one bar per layer at one epoch: the mean over networks (or pairs) and its confidence interval.
 
     Fig. 4 (middle) with ``metric="var_exp_test"`` (mean over networks), and
@@ -441,30 +542,37 @@ def plot_layer_bars(summary, ax, metric: str = "var_exp_test", epoch: int | None
     data, model : str, optional
         The condition, if ``summary`` holds several.
     confidence : float
-        Coverage of the error bars (t interval over networks or pairs, see
-        :func:`mean_ci`).
+        Coverage of the error bars where the summary has no interval of its
+        own (a t interval over the values, see :func:`mean_ci`).
     ylabel : str, optional
         Default: the metric's label.
+    layers : sequence of str, optional
+        Bars to draw (default: every layer).
 
     Returns
     -------
     pandas.DataFrame
-        One row per layer: ``layer, mean, low, high, n`` (what was drawn).
+        One row per layer: ``layer, mean, low, high, n`` (what was drawn);
+        ``low``, ``high`` are the summary's interval over networks
+        (``ci_low``, ``ci_high``) when it has one.
     """
     import pandas as pd
 
     sub = _one_condition(summary, data, model)
-    rows = _metric_rows(sub, metric)
+    rows = _metric_rows(sub, metric, all_rows=False)
     epoch = final_epoch(sub) if epoch is None else int(epoch)
     rows = rows[rows["epoch"] == epoch]
     if rows.empty:
         raise ValueError(f"no {metric!r} rows at epoch {epoch}; analysed epochs: {analysed_epochs(sub)}")
-    layers = layer_order(sub)
+    layers = _layers(sub, layers)
     colors = layer_colors(len(layers))
+    st = stat_table(sub, metric)
     stats = []
     for i, layer in enumerate(layers):
         vals = rows.loc[rows["layer"] == layer, "value"].to_numpy()
         m, lo, hi = mean_ci(vals, confidence)
+        if (epoch, layer) in st.index and {"ci_low", "ci_high"} <= set(st.columns):
+            lo, hi = float(st.loc[(epoch, layer), "ci_low"]), float(st.loc[(epoch, layer), "ci_high"])
         stats.append(dict(layer=layer, mean=m, low=lo, high=hi, n=int(np.isfinite(vals).sum())))
     table = pd.DataFrame(stats)
     x = np.arange(len(layers))
@@ -481,14 +589,18 @@ def plot_layer_bars(summary, ax, metric: str = "var_exp_test", epoch: int | None
     return table
 
 
-def plot_experiments(summary, conds: Sequence[tuple[str, str]] | None = None, column_width: float = 3.4):
+def plot_experiments(summary, conds: Sequence[tuple[str, str]] | None = None, column_width: float = 3.4,
+                     layers: Mapping[tuple[str, str], Sequence[str]] | None = None):
     """The paper's Fig. 4: one column per condition; development, variance explained, consistency.
 
     Rows: (top) r(shared iRSM at epoch e, final-epoch wRSM) against training
-    epochs, one line per layer; (middle) held-out variance explained at the
-    final epoch per layer, mean and 95% CI over networks; (bottom) consistency,
-    r between networks' native wRSMs at the final epoch, per layer, mean and
-    95% CI over pairs.
+    epochs, one line per layer, with the 95% interval over networks (band)
+    and the correspondence-broken null's 95th percentile (a tick, where
+    computed); (middle) held-out variance explained at the final epoch per
+    layer, mean and 95% interval over networks; (bottom) consistency, r
+    between networks' native wRSMs at the final epoch, per layer, mean and
+    95% interval over networks (the jackknife of networks, not a t interval
+    over the dependent pairs).
 
     Parameters
     ----------
@@ -498,6 +610,9 @@ def plot_experiments(summary, conds: Sequence[tuple[str, str]] | None = None, co
         Columns, left to right (default: every condition in ``summary``).
     column_width : float
         Width of one column in inches.
+    layers : mapping of (data, model) to sequence of str, optional
+        The layers drawn for each condition (default: every layer). The
+        paper's Fig. 4 shows the hidden layers, not the output layer.
 
     Returns
     -------
@@ -510,11 +625,12 @@ def plot_experiments(summary, conds: Sequence[tuple[str, str]] | None = None, co
     axes = fig.subplots(3, len(conds), squeeze=False)
     for c, (data, model) in enumerate(conds):
         sub = _one_condition(summary, data, model)
+        chosen = None if layers is None else layers.get((data, model))
         ax = axes[0, c]
-        plot_development(sub, ax, "r_shared_irsm_final_wrsm")
+        plot_development(sub, ax, "r_shared_irsm_final_wrsm", layers=chosen)
         ax.set_title(condition_label(data, model), fontsize=11)
-        plot_layer_bars(sub, axes[1, c], "var_exp_test")
-        plot_layer_bars(sub, axes[2, c], "consistency")
+        plot_layer_bars(sub, axes[1, c], "var_exp_test", layers=chosen)
+        plot_layer_bars(sub, axes[2, c], "consistency", layers=chosen)
         if c > 0:
             for ax in axes[:, c]:
                 ax.set_ylabel("")
@@ -522,7 +638,7 @@ def plot_experiments(summary, conds: Sequence[tuple[str, str]] | None = None, co
 
 
 def plot_development_same_epoch(summary, conds: Sequence[tuple[str, str]] | None = None,
-                                column_width: float = 3.6):
+                                column_width: float = 3.6, layers: Mapping[tuple[str, str], Sequence[str]] | None = None):
     """Development of r(iRSM at epoch e, wRSM at the same epoch), shared (solid) vs native (dashed).
 
     One panel per condition, one colour per layer (darker = deeper). The
@@ -537,6 +653,8 @@ def plot_development_same_epoch(summary, conds: Sequence[tuple[str, str]] | None
         Panels, left to right (default: every condition in ``summary``).
     column_width : float
         Width of one panel in inches.
+    layers : mapping of (data, model) to sequence of str, optional
+        The layers drawn for each condition (default: every layer).
 
     Returns
     -------
@@ -552,8 +670,10 @@ def plot_development_same_epoch(summary, conds: Sequence[tuple[str, str]] | None
     for c, (data, model) in enumerate(conds):
         sub = _one_condition(summary, data, model)
         ax = axes[c]
-        plot_development(sub, ax, "r_shared_irsm_wrsm", colorbar=False)
-        plot_development(sub, ax, "r_native_irsm_wrsm", linestyle="--", marker="o", colorbar=True)
+        chosen = None if layers is None else layers.get((data, model))
+        plot_development(sub, ax, "r_shared_irsm_wrsm", colorbar=False, layers=chosen, band=False, null=False)
+        plot_development(sub, ax, "r_native_irsm_wrsm", linestyle="--", marker="o", colorbar=True, layers=chosen,
+                         band=False, null=False)
         ax.set_title(condition_label(data, model), fontsize=11)
         if c > 0:
             ax.set_ylabel("")
@@ -565,8 +685,32 @@ def plot_development_same_epoch(summary, conds: Sequence[tuple[str, str]] | None
     return fig
 
 
-def plot_variance_explained(summary, data=None, model=None, confidence: float = CONFIDENCE):
+def _over_epochs(sub, metric, layer, confidence):
+    """Mean over networks (or pairs) per epoch with its interval: array (n_epochs, 3) and the epochs.
+
+    The interval is the summary's (``ci_low``, ``ci_high``) where it has one,
+    else :func:`mean_ci`'s t interval.
+    """
+    rows = _metric_rows(sub, metric, all_rows=False)
+    rows = rows[rows["layer"] == layer]
+    st = stat_table(sub, metric)
+    epochs, out = [], []
+    for epoch, g in rows.groupby("epoch"):
+        m, lo, hi = mean_ci(g["value"].to_numpy(), confidence)
+        if (epoch, layer) in st.index and {"ci_low", "ci_high"} <= set(st.columns):
+            lo, hi = float(st.loc[(epoch, layer), "ci_low"]), float(st.loc[(epoch, layer), "ci_high"])
+        epochs.append(int(epoch))
+        out.append((m, lo, hi))
+    return np.array(epochs), np.array(out).reshape(-1, 3)
+
+
+def plot_variance_explained(summary, data=None, model=None, confidence: float = CONFIDENCE,
+                            layers: Sequence[str] | None = None):
     """SRM's variance explained: held-out over training (left), fit vs held-out at the final epoch (right).
+
+    Left: the paper's measure (``S̄`` of all networks, solid) and the
+    leave-one-out one (``S̄_{-i}`` of the other networks, dashed), per layer,
+    with the 95% interval over networks.
 
     Parameters
     ----------
@@ -576,46 +720,57 @@ def plot_variance_explained(summary, data=None, model=None, confidence: float = 
     data, model : str, optional
         The condition, if ``summary`` holds several.
     confidence : float
-        Coverage of the bands and error bars (t interval over networks).
+        Coverage of the t interval used where the summary has no interval.
+    layers : sequence of str, optional
+        Layers to draw (default: all).
 
     Returns
     -------
     matplotlib.figure.Figure
     """
+    from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
     from matplotlib.ticker import MaxNLocator
 
     sub = _one_condition(summary, data, model)
     (data, model), = conditions(sub)
-    layers = layer_order(sub)
+    layers = _layers(sub, layers)
     colors = layer_colors(len(layers))
     fig = _new_figure((10.0, 3.9))
     ax_dev, ax_bar = fig.subplots(1, 2, width_ratios=[1.1, 1])
-    test = _metric_rows(sub, "var_exp_test")
-    for layer, color in zip(layers, colors):
-        g = test[test["layer"] == layer].groupby("epoch")["value"]
-        st = np.array([mean_ci(v.to_numpy(), confidence) for _, v in g])
-        if st.size == 0:
-            continue
-        epochs = np.array(sorted(g.groups))
-        ax_dev.plot(epochs, st[:, 0], marker="o", markersize=3.5, color=color, label=layer)
-        ax_dev.fill_between(epochs, st[:, 1], st[:, 2], color=color, alpha=0.2, linewidth=0)
+    metrics = [("var_exp_test", "-")] + [("var_exp_test_loo", "--")] * bool(
+        (sub["metric"] == "var_exp_test_loo").any())
+    lows = [0.0]
+    for metric, style in metrics:
+        for layer, color in zip(layers, colors):
+            epochs, st = _over_epochs(sub, metric, layer, confidence)
+            if not len(epochs):
+                continue
+            ax_dev.plot(epochs, st[:, 0], marker="o", markersize=3.5, color=color, linestyle=style,
+                        label=layer if style == "-" else None, markerfacecolor=color if style == "-" else "white")
+            ax_dev.fill_between(epochs, st[:, 1], st[:, 2], color=color, alpha=0.15, linewidth=0)
+            lows.append(float(np.nanmin(st[:, 1])))
     ax_dev.set_xlabel("training epochs")
     ax_dev.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_dev.set_ylabel("held-out variance explained")
-    ax_dev.set_ylim(min(0.0, float(test["value"].min()) - 0.05), 1.05)
+    ax_dev.set_ylim(min(0.0, float(np.nanmin(lows)) - 0.05), 1.05)
     ax_dev.grid(alpha=0.3)
     ax_dev.set_title("held out, over training (band: 95% CI over networks)", fontsize=9)
+    if len(metrics) > 1:
+        ax_dev.legend(handles=[Line2D([], [], color="0.3", label="S̄ of all networks (paper)"),
+                               Line2D([], [], color="0.3", linestyle="--", label="S̄ of the other networks")],
+                      fontsize=7, loc="lower right", framealpha=0.9)
 
     epoch = final_epoch(sub)
     x = np.arange(len(layers))
     width = 0.38
     lows = []
     for offset, metric, hatch in ((-width / 2, "var_exp_fit", "///"), (width / 2, "var_exp_test", None)):
-        rows = _metric_rows(sub, metric)
-        rows = rows[rows["epoch"] == epoch]
-        st = np.array([mean_ci(rows.loc[rows["layer"] == layer, "value"].to_numpy(), confidence)
-                       for layer in layers])
+        st = []
+        for layer in layers:
+            epochs, vals = _over_epochs(sub, metric, layer, confidence)
+            st.append(vals[list(epochs).index(epoch)] if epoch in epochs else [np.nan] * 3)
+        st = np.array(st)
         lows.append(np.nanmin(st[:, 1]))
         ax_bar.bar(x + offset, st[:, 0], width=width, color=colors, hatch=hatch, edgecolor="white", linewidth=0)
         ax_bar.errorbar(x + offset, st[:, 0], yerr=[st[:, 0] - st[:, 1], st[:, 2] - st[:, 0]], fmt="none",
@@ -633,6 +788,231 @@ def plot_variance_explained(summary, data=None, model=None, confidence: float = 
     ax_bar.set_title("final epoch (mean, 95% CI over networks)", fontsize=9)
     _depth_colorbar(fig, [ax_dev, ax_bar], layers)
     fig.suptitle(f"SRM variance explained: {condition_label(data, model)}", fontsize=11)
+    return fig
+
+
+# --------------------------------------------------------------------------- the cross-checks
+
+def plot_measures(summary, metrics: Sequence[str] = MEASURE_PANELS, data=None, model=None,
+                  layers: Sequence[str] | None = None, ncols: int = 4, panel: float = 3.0):
+    """Every measure over training and depth, one panel each (like Fig. 4's top row).
+
+    In each panel: one line per layer (darker = deeper) of the across-network
+    value (the mean over networks or pairs), the 95% interval over networks
+    as a band, and the correspondence-broken null's one-sided 95% critical
+    value (a horizontal tick at the epochs where the null was run: its 95th
+    percentile, the 5th for the Procrustes distance, where small is evidence).
+
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        The tidy summary table of one condition (or name it with ``data``, ``model``).
+    metrics : sequence of str
+        Panels, in order; metrics missing from the summary are left out.
+    layers : sequence of str, optional
+        Layers drawn (default: all).
+    ncols : int
+        Panels per row.
+    panel : float
+        Size of a panel in inches.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    sub = _one_condition(summary, data, model)
+    (data, model), = conditions(sub)
+    metrics = [m for m in metrics if (sub["metric"] == m).any()]
+    if not metrics:
+        raise ValueError(f"none of the metrics {list(MEASURE_PANELS)} is in the summary")
+    ncols = min(ncols, len(metrics))
+    nrows = int(np.ceil(len(metrics) / ncols))
+    fig = _new_figure((panel * ncols + 1.0, panel * 0.85 * nrows + 0.6))
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    for ax, metric in zip(axes, metrics):
+        plot_development(sub, ax, metric, colorbar=False, layers=layers)
+        ax.set_title(METRIC_LABELS.get(metric, metric).replace("\n", " "), fontsize=9)
+        ax.set_ylabel("")
+        ax.tick_params(labelsize=7)
+        ax.xaxis.label.set_size(8)
+    for ax in axes[len(metrics):]:
+        ax.set_axis_off()
+    _depth_colorbar(fig, list(axes[:len(metrics)]), _layers(sub, layers))
+    fig.suptitle(f"{condition_label(data, model)}: every measure over training (band: 95% CI over networks; "
+                 f"ticks: the correspondence-broken null's 95% critical value)", fontsize=10)
+    return fig
+
+
+def plot_decoding(summary, data=None, model=None, layers: Sequence[str] | None = None, panel: float = 3.0,
+                  confidence: float = CONFIDENCE):
+    """Decoding accuracy over training, one panel per layer: shared-space transfer, native transfer, within.
+
+    Solid: a classifier trained on the other networks' shared responses and
+    tested on the held-out network; dashed: the same in the native space (near
+    chance: units do not correspond); dotted: within each network (5-fold, the
+    upper bound). Bands: 95% interval over networks. Grey line: chance.
+
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        The tidy summary table of one condition.
+    layers : sequence of str, optional
+        Panels (default: every layer).
+    panel : float
+        Panel size in inches.
+    confidence : float
+        Coverage of the t interval where the summary has no interval.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
+    sub = _one_condition(summary, data, model)
+    (data, model), = conditions(sub)
+    if not (sub["metric"] == "decoding_shared").any():
+        raise ValueError("the summary has no decoding rows (run the analyses with the decoding measure)")
+    layers = _layers(sub, layers)
+    colors = layer_colors(len(layers))
+    fig = _new_figure((panel * len(layers) + 0.4, panel * 0.9 + 0.7))
+    axes = fig.subplots(1, len(layers), squeeze=False)[0]
+    chance = stat_table(sub, "decoding_chance")
+    styles = (("decoding_shared", "-"), ("decoding_native", "--"), ("decoding_within", ":"))
+    for ax, layer, color in zip(axes, layers, colors):
+        for metric, style in styles:
+            epochs, st = _over_epochs(sub, metric, layer, confidence)
+            if not len(epochs):
+                continue
+            ax.plot(epochs, st[:, 0], linestyle=style, marker="o", markersize=3, color=color)
+            ax.fill_between(epochs, st[:, 1], st[:, 2], color=color, alpha=0.15, linewidth=0)
+        if len(chance):
+            ax.axhline(float(chance["value"].iloc[0]), color="0.5", linewidth=0.8)
+        ax.set_title(layer, fontsize=10)
+        ax.set_ylim(0, 1.05)
+        ax.set_xlabel("training epochs", fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("decoding accuracy")
+    handles = [Line2D([], [], color="0.3", linestyle=st, label=lab) for st, lab in
+               (("-", "shared space, trained on the other networks"), ("--", "native space, the same (transfer)"),
+                (":", "within network (5-fold)"), ("-", "chance"))]
+    handles[-1].set_color("0.6")
+    fig.legend(handles=handles, fontsize=8, loc="outside lower center", ncol=4, frameon=False)
+    fig.suptitle(f"{condition_label(data, model)}: decoding the class across networks", fontsize=10)
+    return fig
+
+
+def plot_layer_identification(table, similarity: Mapping[str, np.ndarray] | None = None,
+                              layers: Sequence[str] | None = None, title: str | None = None):
+    """Layer identification (Kornblith et al. 2019, Table 2): accuracy per measure, and mean similarity matrices.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        One row per measure with ``measure, accuracy, ci_low, ci_high,
+        chance, n_pairs, higher_is_similar`` (``analyses/layer_identification.csv``).
+    similarity : mapping of str to array, shape (n_pairs, n_layers, n_layers), optional
+        Per measure, the layers × layers matrices of every pair of networks:
+        their mean is drawn, one heatmap per measure (rows: network A's
+        layers, columns: B's), best match per row outlined.
+    layers : sequence of str, optional
+        Layer names of the matrices' rows and columns.
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    measures = list(table["measure"])
+    if not measures:
+        raise ValueError("the layer-identification table is empty")
+    n_heat = len(measures) if similarity else 0
+    fig = _new_figure((3.6 + 2.3 * n_heat, 3.4))
+    axes = fig.subplots(1, 1 + n_heat, squeeze=False, width_ratios=[1.6] + [1] * n_heat)[0]
+    ax = axes[0]
+    x = np.arange(len(measures))
+    acc = table["accuracy"].to_numpy(dtype=float)
+    lo = table["ci_low"].to_numpy(dtype=float)
+    hi = table["ci_high"].to_numpy(dtype=float)
+    ax.bar(x, acc, color="#4c72b0", width=0.7)
+    ok = np.isfinite(lo) & np.isfinite(hi)
+    ax.errorbar(x[ok], acc[ok], yerr=[acc[ok] - lo[ok], hi[ok] - acc[ok]], fmt="none", ecolor="0.2", capsize=3)
+    ax.axhline(float(table["chance"].iloc[0]), color="0.5", linestyle="--", linewidth=1, label="chance")
+    ax.set_xticks(x, measures, rotation=35, ha="right", fontsize=8)
+    ax.set_ylim(0, 1.1)
+    ax.set_ylabel("layer-identification accuracy")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(f"{int(table['n_pairs'].iloc[0])} pairs of networks, {int(table['n_layers'].iloc[0])} layers",
+                 fontsize=9)
+    for ax, measure in zip(axes[1:], measures):
+        M = np.nanmean(np.asarray(similarity[measure], dtype=float), axis=0)  # (L, L)
+        higher = bool(table.set_index("measure").loc[measure, "higher_is_similar"])
+        ax.imshow(M, cmap="viridis" if higher else "viridis_r", interpolation="nearest")
+        best = np.nanargmax(M, axis=1) if higher else np.nanargmin(M, axis=1)
+        for r, c in enumerate(best):
+            ax.add_patch(_outline(c, r))
+        ticks = np.arange(M.shape[0])
+        names = list(layers) if layers is not None else [str(i) for i in ticks]
+        ax.set_xticks(ticks, names, rotation=90, fontsize=6)
+        ax.set_yticks(ticks, names, fontsize=6)
+        ax.set_title(measure + ("" if higher else " (distance)"), fontsize=8)
+        ax.set_xlabel("network B", fontsize=7)
+    if n_heat:
+        axes[1].set_ylabel("network A", fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def _outline(col, row):
+    from matplotlib.patches import Rectangle
+
+    return Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="white", linewidth=1.2)
+
+
+def plot_variance_by_k(table, title: str | None = None, confidence: float = CONFIDENCE):
+    """Variance explained as a function of k: SRM (fit, held out; paper's and leave-one-out) and per-network PCA.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Columns ``k, method, reconstruction, images, subject, value``
+        (``variance_by_k.csv`` of stage 3): ``method`` ``srm`` or ``pca``,
+        ``images`` ``fit`` or ``held_out``.
+    title : str, optional
+    confidence : float
+        Coverage of the bands (t interval over networks).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    if table is None or not len(table):
+        raise ValueError("the variance-by-k table is empty")
+    fig = _new_figure((9.0, 3.6))
+    axes = fig.subplots(1, 2, sharey=True)
+    curves = (("srm", "mean", "#1f77b4", "-", "SRM, S̄ of all networks"),
+              ("srm", "leave_one_out", "#1f77b4", "--", "SRM, S̄ of the other networks"),
+              ("pca", "own", "#d62728", "-", "PCA of each network"))
+    for ax, images in zip(axes, ("fit", "held_out")):
+        for method, recon, color, style, label in curves:
+            rows = table[(table["method"] == method) & (table["reconstruction"] == recon) & (table["images"] == images)]
+            if rows.empty:
+                continue
+            st = np.array([mean_ci(g["value"].to_numpy(), confidence) for _, g in rows.groupby("k")])
+            ks = np.array(sorted(rows["k"].unique()))
+            ax.plot(ks, st[:, 0], color=color, linestyle=style, marker="o", markersize=3, label=label)
+            ax.fill_between(ks, st[:, 1], st[:, 2], color=color, alpha=0.15, linewidth=0)
+        ax.set_xscale("log")
+        ax.set_xlabel("k (shared features or principal components)")
+        ax.set_title("fit images" if images == "fit" else "held-out images", fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("variance explained")
+    axes[0].legend(fontsize=7, loc="lower right")
+    if title:
+        fig.suptitle(title, fontsize=10)
     return fig
 
 
@@ -732,7 +1112,7 @@ def plot_rsm_quad(wrsm_native, irsm_native, wrsm_shared, irsm_shared, title: str
 
 def plot_rsm_grid(rsms: Mapping[tuple[int, str], np.ndarray], epochs: Sequence[int], layers: Sequence[str],
                   kind: str = "wrsm_native", title: str | None = None, max_size: int = 200,
-                  cell: float = 1.25):
+                  cell: float = 1.25, vmin: float = -1.0, vmax: float = 1.0):
     """RSMs over depth × training: one row per layer (shallow at the top), one column per epoch.
 
     Parameters
@@ -752,6 +1132,8 @@ def plot_rsm_grid(rsms: Mapping[tuple[int, str], np.ndarray], epochs: Sequence[i
         Largest side of a drawn matrix.
     cell : float
         Size of one cell in inches.
+    vmin, vmax : float
+        Colour scale (the original study's class-mean grid used 0 to 1).
 
     Returns
     -------
@@ -775,7 +1157,7 @@ def plot_rsm_grid(rsms: Mapping[tuple[int, str], np.ndarray], epochs: Sequence[i
                 for side in ax.spines.values():
                     side.set_color("0.8")
             else:
-                im = _rsm_image(ax, downsample_rsm(M, max_size))
+                im = _rsm_image(ax, downsample_rsm(M, max_size), vmin, vmax)
             if r == 0:
                 ax.set_title(f"epoch {epoch}", fontsize=9)
             if c == 0:

@@ -69,8 +69,10 @@ def digits_demo(tmp_path_factory):
     return root
 
 
-#: Stage 3 on the digits demo, restricted to 2 layers × 2 epochs (4 jobs): cheap, on real networks.
-STAGE3_ARGS = ("--only-layers", "dense1", "logits", "--only-epochs", "0", "3")
+#: Stage 3 on the digits demo, restricted to 2 layers × 2 epochs (4 jobs), without the layer-identification
+#: and variance-by-k jobs: cheap, on real networks.
+STAGE3_ARGS = ("--only-layers", "dense1", "logits", "--only-epochs", "0", "3", "--layer-id", "none",
+               "--var-by-k-layer", "none")
 
 
 @pytest.fixture(scope="session")

@@ -39,6 +39,7 @@ def make_analysed_root(root, conditions=CONDITIONS):
 
     for i, ((data, model), layers) in enumerate(conditions.items()):
         write_stage2(root, data, model, layers, seed=i)
-        code = run_analyses.main(["--root", str(root), "--data", data, "--model", model, "--no-progress"])
+        code = run_analyses.main(["--root", str(root), "--data", data, "--model", model, "--no-progress",
+                                  "--processes", "1", "--n-perm", "100", "--null-refits", "4"])
         assert code == 0, f"run_analyses.py failed on the fixture ({data}×{model})"
     return root

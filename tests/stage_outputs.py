@@ -124,10 +124,15 @@ def assert_same_stage3(ref_root, root):
     for ref_dir in ref_jobs:
         other = b.analyses_dir / ref_dir.relative_to(a.analyses_dir)
         assert atomic.is_complete(other, verify=True), other
-        with np.load(ref_dir / "results.npz") as za, np.load(other / "results.npz") as zb:
-            assert sorted(za.files) == sorted(zb.files)
-            for key in za.files:
-                assert np.array_equal(za[key], zb[key]), f"{other} {key} differs"
+        # results.npz of an epoch × layer job; similarity.npz and variance_by_k.csv of the extra jobs
+        for path in sorted(ref_dir.glob("*.npz")):
+            with np.load(path) as za, np.load(other / path.name) as zb:
+                assert sorted(za.files) == sorted(zb.files)
+                for key in za.files:
+                    same_nan = za[key].dtype.kind in "fc"  # statistics not computed are NaN in both
+                    assert np.array_equal(za[key], zb[key], equal_nan=same_nan), f"{other} {key} differs"
+        for path in sorted(ref_dir.glob("*.csv")):
+            assert path.read_text() == (other / path.name).read_text(), f"{other / path.name} differs"
     pd.testing.assert_frame_equal(pd.read_csv(a.summary_path), pd.read_csv(b.summary_path), check_exact=True)
 
 

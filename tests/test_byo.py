@@ -138,7 +138,8 @@ def test_compare_and_command_line_give_the_same_numbers(tmp_path, capsys):
     assert set(in_memory.metric) == set(summary.METRICS)
     pd.testing.assert_frame_equal(in_memory, on_disk, check_exact=True)
     # And the synthetic networks align after "training", not at checkpoint 0.
-    r = in_memory[in_memory.subject == "all"].set_index(["epoch", "layer", "metric"]).value
+    r = in_memory[(in_memory.subject == "all") & (in_memory.stat == "value")].set_index(
+        ["epoch", "layer", "metric"]).value
     assert r[2, "h1", "r_shared_irsm_wrsm"] > 0.9 and r[2, "h1", "r_native_irsm_wrsm"] < 0.5
     assert r[0, "h1", "r_shared_irsm_final_wrsm"] < 0.3
     # Rerun: nothing to do, same table.
@@ -198,8 +199,9 @@ def test_single_checkpoint_and_plain_layer_keys():
     df = nnsrm.compare(flat, labels, engine="fast")
     assert df.epoch.unique().tolist() == [0]
     assert df.drop_duplicates("layer").sort_values("layer_depth").layer.tolist() == ["b", "a"]
-    assert sorted(df[df.metric == "var_exp_test"].subject.unique()) == ["0", "1", "2"]
-    assert sorted(df[df.metric == "consistency"].subject) == ["0-1", "0-1", "0-2", "0-2", "1-2", "1-2"]
+    values = df[(df.stat == "value") & (df.subject != "all")]  # per network and per pair
+    assert sorted(values[values.metric == "var_exp_test"].subject.unique()) == ["0", "1", "2"]
+    assert sorted(values[values.metric == "consistency"].subject) == ["0-1", "0-1", "0-2", "0-2", "1-2", "1-2"]
 
 
 # --------------------------------------------------------------------------- reading the format
@@ -309,12 +311,13 @@ def test_status_lists_a_registered_condition_and_its_stale_analyses(tmp_path, ca
     assert {j.stage for j in before.jobs} == {3} and {j.state for j in before.jobs} == {"missing"}
     assert analyse(capsys, root)[0] == 0
     assert {j.state for j in status_mod.condition_status(lay).jobs} == {"complete"}
-    path = src / "seed1" / "epoch_1" / "h1.npy"
+    # Checkpoint 0 changed: its jobs are stale; checkpoint 1's (the final one) do not read it.
+    path = src / "seed1" / "epoch_0" / "h1.npy"
     np.save(path, np.load(path)[:, ::-1].copy())
     assert register(capsys, src, root, "--overwrite")[0] == 0
     states = {j.name: j.state for j in status_mod.condition_status(lay).jobs}
-    assert states == {"epoch 000 layer h1": "complete", "epoch 000 layer h2": "complete",
-                      "epoch 001 layer h1": "stale", "epoch 001 layer h2": "stale"}
+    assert states == {"epoch 000 layer h1": "stale", "epoch 000 layer h2": "stale",
+                      "epoch 001 layer h1": "complete", "epoch 001 layer h2": "complete"}
     code, out, err = run(capsys, status_mod.main, "status.py", "--root", root)
     assert code == 0, err
     assert "registered: 2 networks" in out and "stale" in out

@@ -1,8 +1,10 @@
-"""make_figures.py executes show_rsa.ipynb and show_srm.ipynb and writes every figure; missing inputs are one line.
+"""make_figures.py draws every figure (in-process, or by executing the notebooks); missing inputs are one line.
 
 The results root is a fixture analysed by the real stage 3 (tests/figures_fixture.py):
-two conditions, no network trained. The notebooks run in real Jupyter kernels
-(nbclient), their parameters passed as NNSRM_* environment variables.
+two conditions, no network trained. By default make_figures.py draws in its own
+process with the functions of nnsrm.figure_set; with --notebooks it executes
+show_rsa.ipynb and show_srm.ipynb in real Jupyter kernels (nbclient), which call
+the same functions, their parameters passed as NNSRM_* environment variables.
 """
 
 
@@ -30,21 +32,45 @@ def analysed_root(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def figures(analysed_root, tmp_path_factory):
-    """make_figures.py run once on the fixture, into its own output folder."""
+    """make_figures.py run once on the fixture (in-process drawing), into its own output folder."""
     out = tmp_path_factory.mktemp("figures")
     proc = run_script("make_figures.py", "--root", analysed_root, "--out", out, *GIF_ARGS, timeout=600)
     return proc, out
 
 
-def test_make_figures_writes_every_figure(figures):
+def _expected(analysed_root, out):
+    from nnsrm import figure_set
+
+    ctx = figure_set.context(analysed_root, "digits", "conv", figures=out)
+    return figure_set.expected_files(ctx)
+
+
+def test_every_figure_function_draws_from_the_analysed_fixture(analysed_root):
+    """Fast sibling of the script test: every figure of make_figures.py, drawn from real stage-3 files, not saved."""
+    from nnsrm import figure_set
+
+    ctx = figure_set.context(analysed_root, "digits", "conv", figures="none")
+    assert ctx.out is None and (ctx.epoch, ctx.layer, ctx.output_layer) == (2, "dense1", "logits")
+    for group in ("rsa", "srm"):
+        for fn in figure_set.GROUPS[group]:
+            drawn = fn(ctx)
+            figs = drawn if isinstance(drawn, list) else [drawn]
+            assert figs and all(fig.axes for fig in figs), fn.__name__
+            for fig in figs:
+                fig.clear()
+    # The original's trajectory cells: the first and last epochs × first, second-to-last and last layers.
+    assert figure_set.trajectory_cells(ctx) == [(e, layer) for e in (0, 2) for layer in ("pool1", "dense1", "logits")]
+
+
+@pytest.mark.slow
+def test_make_figures_writes_every_figure(figures, analysed_root):
     proc, out = figures
     assert proc.returncode == 0, proc.stderr
-    expected = nf.expected_files(out, "digits", "conv")
-    assert len(expected) == 16
+    expected = _expected(analysed_root, out)
+    assert len(expected) == 2 * (9 + 4) + 6  # 13 figures as PNG and PDF, 6 animations
+    assert f"{len(expected)} files in {out}" in proc.stdout
     for path in expected:
         assert path.is_file() and path.stat().st_size > 0, f"{path.name} missing or empty"
-        assert path.name in proc.stdout
-    for path in expected:
         head = path.read_bytes()[:6]
         if path.suffix == ".pdf":
             assert head[:4] == b"%PDF", path.name
@@ -54,16 +80,52 @@ def test_make_figures_writes_every_figure(figures):
         else:  # an animated GIF written through pillow
             with Image.open(path) as im:
                 assert im.format == "GIF" and im.n_frames == 3, path.name
+    # The original's trajectory cells: the first and last epochs × first, second-to-last and last layers.
+    gifs = sorted(p.name for p in expected if p.suffix == ".gif")
+    assert gifs == sorted(f"digits_conv_trajectories_e{e:03d}_{layer}.gif" for e in (0, 2)
+                          for layer in ("pool1", "dense1", "logits"))
 
 
-def test_executed_notebooks_are_saved_without_errors(figures, analysed_root):
-    proc, out = figures
+def _figure_calls(name):
+    """The ``fs.<function>`` names a notebook's code cells call, in order (IPython magics dropped)."""
+    import ast
+
+    nb = nbformat.read(REPO / name, as_version=4)
+    calls = []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        tree = ast.parse("\n".join(ln for ln in cell.source.splitlines() if not ln.lstrip().startswith("%")))
+        calls += [node.func.attr for node in ast.walk(tree) if isinstance(node, ast.Call)
+                  and isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name)
+                  and node.func.value.id == "fs"]
+    return calls
+
+
+def test_notebooks_call_every_figure_function_of_their_group():
+    """Fast sibling of the executed-notebooks test: the notebooks call exactly make_figures.py's functions."""
+    from nnsrm import figure_set
+
+    for name, group in (("show_rsa.ipynb", "rsa"), ("show_srm.ipynb", "srm")):
+        assert nf.NOTEBOOK_GROUPS[name] == group
+        calls = [c for c in _figure_calls(name) if c != "context"]
+        assert calls == [fn.__name__ for fn in figure_set.GROUPS[group]], name
+        assert _figure_calls(name)[0] == "context"  # the first call loads what the figures need
+
+
+@pytest.mark.slow
+def test_executed_notebooks_write_the_same_figures(analysed_root, tmp_path):
+    """The notebooks, executed in kernels, call the same figure functions: no errors, every file written."""
+    out = tmp_path / "figs"
+    proc = run_script("make_figures.py", "--root", analysed_root, "--out", out, "--notebooks", *GIF_ARGS,
+                      timeout=600)
     assert proc.returncode == 0, proc.stderr
     for name in ("show_rsa.ipynb", "show_srm.ipynb"):
         nb = nbformat.read(out / "notebooks" / f"digits_conv_{name}", as_version=4)
         outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
         assert not [o for o in outputs if o.output_type == "error"]
-        assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2, name
+        assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3, name
+    assert all(p.is_file() for p in _expected(analysed_root, out))
     # Fig. 4 has one column per analysed condition under the root.
     nb = nbformat.read(out / "notebooks" / "digits_conv_show_rsa.ipynb", as_version=4)
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
@@ -111,6 +173,7 @@ def test_make_figures_before_the_analyses_is_one_line(unanalysed_root, case, arg
     (("--root", "{missing}"), "results root {missing} does not exist: run train_cifar.py"),
     (("--epoch", "7"), r"epoch 7 was not analysed; analysed epochs: \[0, 1, 2\]"),
     (("--layer", "fc"), r"layer 'fc' was not analysed; analysed layers: \['pool1', 'dense1', 'logits'\]"),
+    (("--only", "show_x.ipynb"), r"argument --only: invalid choice: 'show_x.ipynb'"),
     (("--gif-fps", "0"), "argument --gif-fps: expected a positive integer"),
 ])
 def test_make_figures_bad_input_is_one_line(analysed_root, tmp_path, args, message):
@@ -140,5 +203,6 @@ def test_notebook_before_the_analyses_names_the_stage(unanalysed_root, monkeypat
 def test_make_figures_help():
     proc = run_script("make_figures.py", "--help")
     assert proc.returncode == 0
-    for flag in ("--root", "--data", "--model", "--epoch", "--layer", "--out", "--gif-seconds"):
+    for flag in ("--root", "--data", "--model", "--epoch", "--layer", "--out", "--gif-seconds", "--notebooks",
+                 "--include-output"):
         assert flag in proc.stdout

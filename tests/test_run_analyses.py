@@ -43,7 +43,11 @@ def snapshot(root):
 
 
 def run_cli(capsys, *argv):
-    code = cli.run_main(run_analyses.main, list(map(str, argv)), prog="run_analyses.py")
+    """Run the command in this process; exit status, stdout, stderr (argparse's errors exit too)."""
+    try:
+        code = cli.run_main(run_analyses.main, list(map(str, argv)), prog="run_analyses.py")
+    except SystemExit as exc:
+        code = exc.code
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -55,7 +59,9 @@ def root(tmp_path):
 
 
 def _params(**kw):
-    return analysis.AnalysisParams(**{"max_units": 1000, **kw})
+    """The command's defaults for the fixture: final epoch 2, nulls at the first and last epochs, 200 perms."""
+    return analysis.AnalysisParams(**{"max_units": 1000, "final_epoch": 2, "null_epochs": (0, 2), "n_perm": 200,
+                                      **kw})
 
 
 def test_jobs_outputs_and_summary(root):
@@ -91,16 +97,23 @@ def test_jobs_outputs_and_summary(root):
     df = summary.write_summary(layout, final_epoch=2)
     assert tuple(pd.read_csv(layout.summary_path).columns) == summary.SUMMARY_COLUMNS
     assert set(df.metric) == set(summary.METRICS)
+    assert set(df.stat) == set(summary.STATS)
     one = df[(df.epoch == 2) & (df.layer == "dense")]
     assert one.layer_depth.unique().tolist() == [1]
-    assert sorted(one[one.metric == "var_exp_test"].subject) == ["0", "1", "2"]
-    assert sorted(one[one.metric == "consistency"].subject) == ["0-1", "0-2", "1-2"]
-    assert one[one.metric == "r_shared_irsm_wrsm"].subject.tolist() == ["all"]
+    values = one[one.stat == "value"]
+    assert sorted(values[values.metric == "var_exp_test"].subject) == ["0", "1", "2", "all"]
+    assert sorted(values[values.metric == "consistency"].subject) == ["0-1", "0-2", "1-2", "all"]
+    assert values[values.metric == "r_shared_irsm_wrsm"].subject.tolist() == ["all"]
+    # The "all" value is the mean over networks; its interval brackets it.
+    ve = values[values.metric == "var_exp_test"].set_index("subject").value
+    assert ve["all"] == pytest.approx(ve.drop("all").mean())
+    stats = one[one.subject == "all"].pivot_table(index="metric", columns="stat", values="value")
+    for metric in ("r_shared_irsm_wrsm", "var_exp_test", "consistency", "cka", "procrustes"):
+        assert stats.loc[metric, "ci_low"] <= stats.loc[metric, "value"] <= stats.loc[metric, "ci_high"], metric
     # The synthetic networks align after "training", not at epoch 0.
-    final = df[df.metric == "r_shared_irsm_final_wrsm"].set_index(["layer", "epoch"]).value
+    final = df[(df.metric == "r_shared_irsm_final_wrsm") & (df.stat == "value")].set_index(["layer", "epoch"]).value
     assert final["conv", 2] > 0.95 and final["conv", 0] < 0.3
-    ve = df[(df.metric == "var_exp_test") & (df.epoch == 2)].value
-    assert ve.min() > 0.7
+    assert df[(df.metric == "var_exp_test") & (df.epoch == 2) & (df.stat == "value")].value.min() > 0.7
 
 
 def test_resume_skips_complete_jobs_and_overwrite_redoes_them(root):
@@ -175,6 +188,16 @@ def _break_missing_file(layout):
     (None, ["--only-subjects", "1"], r"SRM needs at least 2 subjects .*got \[1\] under .*digits/conv"),
     (None, ["--only-epochs", "3"], r"--only-epochs \[3\]: not logged epochs"),
     (None, ["--only-layers", "fc9"], r"unknown layer\(s\) \['fc9'\]: .*layers.json lists"),
+    (None, ["--n-perm", "0"], r"argument --n-perm: expected a positive integer \(>= 1\), got 0"),
+    (None, ["--null-refits", "100000"], r"--null-refits 100000: the correspondence-broken nulls of layer 'conv' "
+                                        r"\(24 units, 3 networks, 96 fit images\) would take about .* s per job, more "
+                                        r"than the 20 s that is affordable \(at most \d+ refits\); pass --force"),
+    (None, ["--measures", "cka", "cca"], r"unknown measure\(s\) 'cca'; choose from spearman, kendall_tau_a, cka, "
+                                         r"cka_debiased, procrustes, decoding, isc, procrustes_disparity"),
+    (None, ["--var-by-k-ks", "1", "30"], r"--var-by-k-ks 1 30: k = 30 is not in 1 .. 10: layer 'dense' keeps 10 "
+                                         r"units and the split leaves 96 fit images"),
+    (None, ["--null-epochs", "7"], r"null epochs \[7\] are not logged epochs; choose from \[0, 1, 2\]"),
+    (None, ["--var-by-k-layer", "fc9"], r"--var-by-k-layer 'fc9': not an analysed layer"),
 ])
 def test_bad_input_is_one_line_naming_the_file_and_touches_nothing(root, capsys, breaker, extra, match):
     layout = ResultsLayout(root, DATA, MODEL)
@@ -205,20 +228,38 @@ def test_bad_flag_is_one_line(root, capsys):
     assert len(err.strip().splitlines()) == 1 and "expected a number in (0, 1)" in err
 
 
-def test_script_end_to_end_subprocess(root):
-    proc = run_script("run_analyses.py", "--root", root, "--no-progress", "--only-layers", "dense")
+def test_script_end_to_end_subprocess(root, capsys):
+    """The script on a process pool; the same numbers in this process; a rerun redoes nothing."""
+    cheap = ("--n-perm", "100", "--null-refits", "4")
+    proc = run_script("run_analyses.py", "--root", root, "--no-progress", "--only-layers", "dense",
+                      "--processes", "2", *cheap)
     assert proc.returncode == 0, proc.stderr
     assert "stage 3: 3 epoch×layer jobs run" in proc.stdout
     layout = ResultsLayout(root, DATA, MODEL)
     df = pd.read_csv(layout.summary_path, dtype={"subject": str})
+    # The extra jobs: layer identification (networks 0-1, every layer) and variance by k (final epoch, the
+    # deepest hidden layer: "dense", the fixture having no output layer).
+    table = pd.read_csv(layout.layer_identification_path)
+    assert sorted(table.measure) == sorted(["srm_rsa", "native_rsa", "cka", "cka_debiased", "procrustes"])
+    assert table.n_pairs.unique().tolist() == [1] and table.n_layers.unique().tolist() == [2]
+    assert (layout.variance_by_k_dir(2, "dense") / "variance_by_k.csv").is_file()
+    assert "layer identification at epoch 2 (1 pairs)" in proc.stdout
     assert tuple(df.columns) == summary.SUMMARY_COLUMNS
     assert sorted(df.epoch.unique()) == list(EPOCHS) and df.layer.unique().tolist() == ["dense"]
     assert (layout.analysis_dir(2, "dense") / analysis.PLOT_NAME).exists()
-    # Rerun: everything complete, nothing redone, the summary rebuilt identically.
-    before = {p: v for p, v in snapshot(root).items() if not p.endswith("summary.csv")}
-    proc = run_script("run_analyses.py", "--root", root, "--no-progress", "--only-layers", "dense")
-    assert proc.returncode == 0 and "stage 3: 0 epoch×layer jobs run" in proc.stdout, proc.stderr
-    assert {p: v for p, v in snapshot(root).items() if not p.endswith("summary.csv")} == before
+    assert {"null_q95", "p", "ci_low"} <= set(df.stat)
+    # The process pool gives the numbers of a run in this process.
+    code, _, err = run_cli(capsys, "--root", root, "--no-progress", "--only-layers", "dense", "--processes", "1",
+                           *cheap, "--overwrite", "--layer-id", "none", "--var-by-k-layer", "none")
+    assert code == 0, err
+    pd.testing.assert_frame_equal(pd.read_csv(layout.summary_path, dtype={"subject": str}), df)
+    # Rerun: everything complete, nothing redone, the tables rebuilt identically.
+    rebuilt = ("summary.csv", "layer_identification.csv")
+    before = {p: v for p, v in snapshot(root).items() if not p.endswith(rebuilt)}
+    code, out, err = run_cli(capsys, "--root", root, "--no-progress", "--only-layers", "dense", *cheap,
+                             "--processes", "1")
+    assert code == 0 and "stage 3: 0 epoch×layer jobs run" in out, err
+    assert {p: v for p, v in snapshot(root).items() if not p.endswith(rebuilt)} == before
     pd.testing.assert_frame_equal(pd.read_csv(layout.summary_path, dtype={"subject": str}), df)
 
 
@@ -232,7 +273,7 @@ def test_local_dask_cluster(root):
 
 def _alignment_improves_with_training(root, layer):
     df = pd.read_csv(ResultsLayout(root, DATA, MODEL).summary_path, dtype={"subject": str})
-    d = df[df.layer == layer].pivot_table(index="epoch", columns="metric", values="value")
+    d = df[(df.layer == layer) & (df.stat == "value")].pivot_table(index="epoch", columns="metric", values="value")
     final = d.index.max()
     assert d.loc[final, "r_shared_irsm_wrsm"] > d.loc[final, "r_native_irsm_wrsm"] + 0.3
     assert d.loc[final, "r_shared_irsm_final_wrsm"] > d.loc[0, "r_shared_irsm_final_wrsm"]
@@ -264,3 +305,35 @@ def test_corrupt_labels_file_is_named(root, capsys):
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert f"{layout.test_labels_path} is not a readable .npy file" in err
     assert not layout.analyses_dir.exists()
+
+
+def test_nulls_and_intervals_known_answers(root):
+    """Aligned networks (epoch 2) beat every correspondence-broken null; the r's interval is the jackknife."""
+    from qmvpa import intervals, rsa
+
+    layout = ResultsLayout(root, DATA, MODEL)
+    run_jobs(analysis.plan_jobs(layout, [0, 2], ["conv"], [0, 1, 2], _params()), progress=False)
+    df = summary.build_summary(layout)
+    stats = df[df.subject == "all"].pivot_table(index=["epoch", "metric"], columns="stat", values="value")
+    aligned = stats.loc[2]
+    for metric in ("r_shared_irsm_wrsm", "r_shared_irsm_final_wrsm", "cka", "cka_debiased", "var_exp_test_loo"):
+        assert aligned.loc[metric, "value"] > aligned.loc[metric, "null_q95"], metric
+    assert aligned.loc["procrustes", "value"] < aligned.loc["procrustes", "null_q95"]  # a distance: below q05
+    assert aligned.loc["r_shared_irsm_wrsm", "p"] == pytest.approx(1 / 201)  # the smallest Mantel p, 200 perms
+    assert aligned.loc["r_native_irsm_wrsm", "p"] > 0.01  # units do not correspond
+    # The interval of r(shared iRSM, wRSM): the jackknife of the statistic without each network.
+    with np.load(layout.analysis_dir(2, "conv") / summary.RESULTS_NAME) as z:
+        shared, native = list(z["shared_test"]), list(z["native_test"])
+    wrsms = [rsa.within_rsm(X) for X in native]
+
+    def statistic(idx):
+        idx = list(idx)
+        return rsa.rsm_similarity(rsa.inter_subject_rsm([shared[i] for i in idx]),
+                                  np.mean([wrsms[i] for i in idx], axis=0))
+
+    ref = intervals.jackknife_interval(statistic, 3)
+    assert aligned.loc["r_shared_irsm_wrsm", "ci_low"] == pytest.approx(ref.low, abs=1e-5)
+    assert aligned.loc["r_shared_irsm_wrsm", "ci_high"] == pytest.approx(ref.high, abs=1e-5)
+    # Untrained (epoch 0), unrelated random features: CKA and Procrustes within their nulls.
+    untrained = stats.loc[0]
+    assert untrained.loc["cka_debiased", "p"] > 0.05 and untrained.loc["procrustes", "p"] > 0.05

@@ -1,14 +1,19 @@
-"""The paper's figures for one condition: execute show_rsa.ipynb and show_srm.ipynb, save every figure.
+"""The paper's figures for one condition, drawn without a notebook kernel (or by executing the notebooks).
 
     python make_figures.py                                 # offline default: digits × conv, ROOT=results
     python make_figures.py --root results --data cifar10 --model conv --epoch 50 --layer dense1
+    python make_figures.py --notebooks                     # execute show_rsa.ipynb and show_srm.ipynb instead
 
-Runs after run_analyses.py. Executes both notebooks top to bottom (nbclient,
-the parameters passed as NNSRM_* environment variables) and writes every
-figure as PNG and PDF, and the animated trajectories as GIF, into
-ROOT/figures/ (or --out); the executed notebooks, with their outputs, go into
-ROOT/figures/notebooks/. Multi-condition figures (Fig. 4) have one column per
-condition analysed under ROOT. Figure files are listed in nnsrm/figures.py.
+Runs after run_analyses.py. Draws every figure with the functions of
+nnsrm/figure_set.py (the ones the notebooks show_rsa.ipynb and show_srm.ipynb
+call, cell by cell) without starting a kernel, side by side on the
+machine's cores (--processes), and writes each as PNG and PDF, the
+animated trajectories as GIF, into ROOT/figures/ (or --out). With
+--notebooks the two notebooks are executed instead (nbclient, a Jupyter
+kernel each, the parameters passed as NNSRM_* environment variables), which
+writes the same files and keeps the executed notebooks, with their outputs,
+in ROOT/figures/notebooks/. Multi-condition figures (Fig. 4) have one column
+per condition analysed under ROOT. Figure files are listed in nnsrm/figures.py.
 """
 
 from __future__ import annotations
@@ -56,15 +61,24 @@ def build_parser():
                         help="epoch of Fig. 3 and the trajectories (default: the final analysed epoch)")
     parser.add_argument("--layer", default=None,
                         help="layer of Fig. 3 and the trajectories "
-                             "(default: the deepest analysed layer below the logits)")
+                             "(default: the deepest analysed layer below the output layer)")
+    parser.add_argument("--include-output", action="store_true",
+                        help="draw the output layer in Fig. 4 and the development figures too (default: the "
+                             "hidden layers, as the paper)")
     parser.add_argument("--only", choices=NOTEBOOKS, nargs="+", default=list(NOTEBOOKS), metavar="NOTEBOOK",
-                        help=f"execute only these notebooks (default: both: {' '.join(NOTEBOOKS)})")
-    parser.add_argument("--gif-seconds", type=positive_float, default=8.0,
+                        help=f"only the figures of these notebooks (default: both: {' '.join(NOTEBOOKS)})")
+    parser.add_argument("--notebooks", action="store_true",
+                        help="execute the notebooks in Jupyter kernels (slower: a kernel start and the imports "
+                             "each) and keep them, with outputs, in ROOT/figures/notebooks/")
+    parser.add_argument("--gif-seconds", type=positive_float, default=3.0,
                         help="length of each trajectory animation in seconds (default: %(default)s)")
-    parser.add_argument("--gif-fps", type=cli.positive_int, default=10,
+    parser.add_argument("--gif-fps", type=cli.positive_int, default=6,
                         help="frames per second of the animations (default: %(default)s)")
+    parser.add_argument("--processes", type=cli.positive_int, default=None, metavar="N",
+                        help="without --notebooks: draw the figures on N processes of this machine side by side "
+                             "(default: every core; 1: one after another in this process)")
     parser.add_argument("--timeout", type=cli.positive_int, default=1800,
-                        help="seconds one notebook cell may run (default: %(default)s)")
+                        help="with --notebooks, seconds one notebook cell may run (default: %(default)s)")
     cli.add_verbosity_args(parser)
     return parser
 
@@ -111,45 +125,57 @@ def main(argv=None):
     cli.prepare_environment()
     args = build_parser().parse_args(argv)
     cli.setup_logging(args.verbose, prog=cli.program_name(PROG))
+    from nnsrm import figure_set
     from nnsrm import figures as nf
 
-    try:  # runs the notebooks: a Jupyter kernel and its client
-        import ipykernel  # noqa: F401
-        import nbclient  # noqa: F401
-    except ImportError as err:
-        raise cli.UsageError(f"executing the notebooks needs nbclient and ipykernel ({err}); install them: "
-                             f"pip install nbclient ipykernel") from None
-    # Inputs first: a missing stage is one line naming it, before any kernel starts.
-    summary = nf.load_summary(args.root, args.data, args.model)
-    epoch, layer = nf.choose_epoch_layer(summary, args.epoch, args.layer)
-    nf.results_path(args.root, args.data, args.model, epoch, layer)
+    if args.notebooks:
+        try:  # runs the notebooks: a Jupyter kernel and its client
+            import ipykernel  # noqa: F401
+            import nbclient  # noqa: F401
+        except ImportError as err:
+            raise cli.UsageError(f"executing the notebooks needs nbclient and ipykernel ({err}); install them "
+                                 f"(pip install nbclient ipykernel), or draw without --notebooks") from None
     out = args.out if args.out is not None else args.root / "figures"
     if out.exists() and not out.is_dir():
         raise cli.UsageError(f"--out {out} is a file, not a directory")
-    missing_nb = [name for name in args.only if not (REPO / name).is_file()]
-    if missing_nb:
-        raise cli.UsageError(f"the notebooks {missing_nb} are not in {REPO}: run the figures from a source "
-                             f"checkout of nnsrm (git clone, then pip install -e .)")
+    # Inputs first: a missing stage, epoch or layer is one line naming it, before anything is drawn.
+    ctx = figure_set.context(args.root, args.data, args.model, args.epoch, args.layer, figures=out,
+                             include_output=args.include_output, gif_seconds=args.gif_seconds,
+                             gif_fps=args.gif_fps)
+    nf.results_path(args.root, args.data, args.model, ctx.epoch, ctx.layer)
+    groups = [nf.NOTEBOOK_GROUPS[name] for name in args.only]
+    if args.notebooks:
+        missing_nb = [name for name in args.only if not (REPO / name).is_file()]
+        if missing_nb:
+            raise cli.UsageError(f"the notebooks {missing_nb} are not in {REPO}: run the figures from a source "
+                                 f"checkout of nnsrm (git clone, then pip install -e .), or without --notebooks")
     out.mkdir(parents=True, exist_ok=True)
     console.start_log_file(args.root, "figures")
-    env = {"NNSRM_ROOT": str(args.root.resolve()), "NNSRM_DATA": args.data, "NNSRM_MODEL": args.model,
-           "NNSRM_EPOCH": str(epoch), "NNSRM_LAYER": layer, "NNSRM_FIGURES": str(out.resolve()),
-           "NNSRM_GIF_SECONDS": str(args.gif_seconds), "NNSRM_GIF_FPS": str(args.gif_fps)}
-    tag = nf.condition_tag(args.data, args.model)
-    for name in args.only:
-        t0 = time.perf_counter()
-        dst = out / "notebooks" / f"{tag}_{name}"
-        try:
-            execute_notebook(REPO / name, dst, env, args.timeout)
-        except RuntimeError as err:
-            print(f"{cli.program_name(PROG)}: error: {err}", file=sys.stderr)
-            return 1
-        log.info("executed %s in %.0f s -> %s", name, time.perf_counter() - t0, dst)
-    expected = nf.expected_files(out, args.data, args.model, args.only)
+    t0 = time.perf_counter()
+    if args.notebooks:
+        env = {"NNSRM_ROOT": str(args.root.resolve()), "NNSRM_DATA": args.data, "NNSRM_MODEL": args.model,
+               "NNSRM_EPOCH": str(ctx.epoch), "NNSRM_LAYER": ctx.layer, "NNSRM_FIGURES": str(out.resolve()),
+               "NNSRM_GIF_SECONDS": str(args.gif_seconds), "NNSRM_GIF_FPS": str(args.gif_fps),
+               "NNSRM_INCLUDE_OUTPUT": "1" if args.include_output else ""}
+        for name in args.only:
+            dst = out / "notebooks" / f"{ctx.tag}_{name}"
+            try:
+                execute_notebook(REPO / name, dst, env, args.timeout)
+            except RuntimeError as err:
+                print(f"{cli.program_name(PROG)}: error: {err}", file=sys.stderr)
+                return 1
+            log.info("executed %s -> %s", name, dst)
+    else:
+        from nnsrm.process_pool import default_processes
+
+        figure_set.draw(ctx, groups, processes=args.processes or default_processes())
+    log.info("figures drawn in %.1f s", time.perf_counter() - t0)
+    expected = figure_set.expected_files(ctx, groups)
     missing = [str(p) for p in expected if not p.is_file() or p.stat().st_size == 0]
     if missing:
-        print(f"{cli.program_name(PROG)}: error: the notebooks ran but did not write {', '.join(missing)}",
+        print(f"{cli.program_name(PROG)}: error: the figures were drawn but {', '.join(missing)} were not written",
               file=sys.stderr)
         return 1
-    print(f"figures for {args.data}×{args.model} (epoch {epoch}, layer {layer}): {len(expected)} files in {out}")
+    print(f"figures for {args.data}×{args.model} (epoch {ctx.epoch}, layer {ctx.layer}): {len(expected)} files in "
+          f"{out}")
     return 0
