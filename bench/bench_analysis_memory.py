@@ -1,4 +1,4 @@
-"""Wall time and peak memory of one stage-3 job at the paper's scale (issue 3: must stay under 8 GB).
+"""Wall time and peak memory of one stage-3 job at the paper's scale (it must stay under 8 GB).
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/bench_analysis_memory.py              # paper scale
     .venv/bin/python bench/bench_analysis_memory.py --subjects 4 --units 200 --images 1000   # quick

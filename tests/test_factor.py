@@ -8,7 +8,7 @@ from scipy.stats import ortho_group
 from conftest import SRM_ENGINE
 from qmvpa import factor, preproc, rsa
 
-R_SHARED_MIN = 0.95  # shared iRSM vs wRSM (issue 3)
+R_SHARED_MIN = 0.95  # shared iRSM vs wRSM on aligned copies
 R_NATIVE_MAX = 0.3  # |native iRSM vs wRSM|
 VE_TOL = 0.03  # variance explained vs 1 - noise share
 

@@ -6,7 +6,7 @@ from scipy import stats
 
 from qmvpa import rsa
 
-TOL = 1e-6  # agreement with the float64 reference (issue 3)
+TOL = 1e-6  # agreement with the float64 reference
 TOL32 = 2e-6  # float32 inputs
 
 

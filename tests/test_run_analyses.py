@@ -286,7 +286,7 @@ def test_digits_demo_alignment_improves_with_training_fast(digits_stage3):
 
 @pytest.mark.slow
 def test_digits_demo_alignment_improves_with_training(digits_demo, tmp_path):
-    """On real (tiny) digits networks: deepest hidden layer, final epoch vs epoch 0 (issue 3)."""
+    """On real (tiny) digits networks: deepest hidden layer, final epoch vs epoch 0."""
     import shutil
 
     root = tmp_path / "root"
