@@ -153,6 +153,7 @@ def test_unreachable_scheduler_is_a_usage_error():
 
 # --------------------------------------------------------------------------- the stages, identical to in-process
 
+@pytest.mark.slow  # ~60 s plus a cluster; stage 3 on Dask stays in the default run
 def test_stage1_on_dask_matches_in_process(cluster, digits_demo, tmp_path):
     proc = run_script("train_cifar.py", "--root", tmp_path, "--subjects", "2", "--epochs", "3", "--no-progress",
                       "-v", "--scheduler", cluster.scheduler_address)
@@ -163,6 +164,7 @@ def test_stage1_on_dask_matches_in_process(cluster, digits_demo, tmp_path):
     so.assert_same_stage1(digits_demo, tmp_path, subjects=(0, 1), epochs=(0, 1, 2, 3))
 
 
+@pytest.mark.slow  # ~115 s; stage 3 on Dask stays in the default run
 def test_stage2_on_dask_matches_in_process(cluster, digits_demo, tmp_path):
     root = so.copy_stage1(digits_demo, tmp_path / "root")
     proc = run_script("save_acts_cifar.py", "--root", root, "--no-progress", "--scheduler", cluster.scheduler_address)

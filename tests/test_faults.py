@@ -102,10 +102,12 @@ def _kill_stage3(tmp_path, digits_demo, reference, capsys, seed):
     return info
 
 
+@pytest.mark.slow  # ~110 s; stage 3's SIGKILL test and grouped training's interrupted-group test stay in the default run
 def test_stage1_sigkill_mid_run_then_rerun_is_identical(tmp_path, digits_demo, capsys):
     _kill_stage1(tmp_path, digits_demo, capsys, _seeds(1)[0])
 
 
+@pytest.mark.slow  # ~130 s; see test_stage3_sigkill_mid_run_then_rerun_is_identical for the default run
 def test_stage2_sigkill_mid_run_then_rerun_is_identical(tmp_path, digits_demo, capsys):
     _kill_stage2(tmp_path, digits_demo, capsys, _seeds(1)[0])
 

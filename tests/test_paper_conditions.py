@@ -71,6 +71,7 @@ def _train_and_extract(root, fake_cifar, data, model):
     assert saved["logged_epochs"] == [0, 1] and saved["augment"] == (model == "resnet18")
 
 
+@pytest.mark.slow  # ~150 s on 2 cores; the CIFAR loaders, layer choice and conv net are checked fast elsewhere
 def test_cifar10_conv_end_to_end(tmp_path, fake_cifar):
     _train_and_extract(tmp_path, fake_cifar, "cifar10", "conv")
 

@@ -399,6 +399,7 @@ def test_cli_end_to_end_matches_the_library_bit_for_bit(paper_run, tmp_path):
 # ----------------------------------------------------------------------- notebook
 
 
+@pytest.mark.slow  # ~45 s (a kernel); the command line end to end stays in the default run
 def test_notebook_runs_and_writes_figures(tmp_path, monkeypatch):
     import nbformat
     from nbclient import NotebookClient
