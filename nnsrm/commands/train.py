@@ -10,17 +10,20 @@ Writes ROOT/<data>/<model>/subj<NN>/weights.<EEE>.weights.h5 (epoch 0 = before
 training, then every logged epoch), history.csv and config.json. With the JAX
 backend a group of seeds trains together in compiled programs (--group-size;
 one job per group). Resumable: a subject that finished is skipped; one that was
-killed continues from its checkpoint at the last logged epoch (docs/training.md).
+killed continues from its checkpoint at the last logged epoch (docs/performance.md).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 
 from nnsrm import cli, config, console, grouping
 from nnsrm.paths import ResultsLayout
 
 PROG = "train_cifar.py"
+
+log = logging.getLogger(__name__)
 
 
 def build_parser():
@@ -60,7 +63,11 @@ def resolve_group_size(args, cfg, subjects, data_dir) -> int:
     grouping.check_group_size(args.group_size, len(subjects), backend)
     if args.group_size != grouping.AUTO:
         return args.group_size
-    if backend != "jax" or len(subjects) <= 1:
+    if len(subjects) <= 1:
+        return 1
+    if backend != "jax":
+        log.warning("--group-size auto: training seeds together needs the JAX backend (KERAS_BACKEND=%s); "
+                    "the %d subjects train one at a time", backend, len(subjects))
         return 1
     if args.workers or args.scheduler:
         # The jobs run elsewhere: spread them over the workers (this process keeps off their devices).
