@@ -1,9 +1,9 @@
 """Grouped training (JAX, CPU): equal to sequential ``model.fit``, bit-identical reruns and resumes, bad input.
 
-``digits_demo`` (conftest) trained 3 subjects × 3 epochs as one group with the
-compiled engine; the tests compare against it. The default run trains one
-epoch or a few in this process; the full comparisons and the SIGKILL runs are
-marked slow.
+The default run trains digits × MLP on 96 images in this process (programs
+that compile in seconds); the slow suite compares whole digits × conv runs
+against ``digits_demo`` (conftest: 3 subjects × 3 epochs trained as one group)
+and kills grouped runs with SIGKILL.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ import pytest
 
 import stage_outputs as so
 from conftest import PYTHON, ROOT, run_script
-from nnsrm import atomic, checkpoint, config
+from nnsrm import atomic, checkpoint, config, training
 from nnsrm.compiled_training import CompiledEngine
 from nnsrm.data_loader import Dataset
+from nnsrm.paths import ResultsLayout
 from nnsrm.training import cached_dataset, train_group
 
 # One epoch of the same arithmetic in another program: differences are float32 rounding.
@@ -40,16 +41,6 @@ def _largest_difference(root_a, root_b, subject, epoch):
     return max(float(np.abs(x - y).max()) for (_, x), (_, y) in zip(xa, xb))
 
 
-def _same_weights(root_a, root_b, subject, epoch):
-    xa = so.h5_arrays(so.layout(root_a).weights_path(subject, epoch))
-    xb = so.h5_arrays(so.layout(root_b).weights_path(subject, epoch))
-    return [n for n, _ in xa] == [n for n, _ in xb] and all(np.array_equal(x, y) for (_, x), (_, y) in zip(xa, xb))
-
-
-def _history(root, subject):
-    return pd.read_csv(so.layout(root).history_path(subject)).drop(columns="seconds")
-
-
 def _demo_config(**overrides):
     """``digits_demo``'s configuration (3 subjects, 3 epochs), with ``overrides``."""
     return config.get_config("digits", "conv", **{"n_subjects": 3, "n_epochs": 3, **overrides})
@@ -65,9 +56,9 @@ def few_images():
                    digits.n_classes)
 
 
-def _mlp_config():
+def _mlp_config(n_epochs=2):
     # Evaluation in batches of 16: the 40 test images make two full batches and one padded.
-    return config.get_config("digits", "mlp", n_subjects=2, n_epochs=2, extract_batch_size=16)
+    return config.get_config("digits", "mlp", n_subjects=2, n_epochs=n_epochs, extract_batch_size=16)
 
 
 def _states(engine, i):
@@ -77,49 +68,65 @@ def _states(engine, i):
 
 
 def test_sequential_fit_and_the_grouped_step_loop_agree_after_one_epoch(few_images, capsys):
-    """``model.fit`` one seed after another and the compiled group, same seeds: the same networks and metrics."""
+    """Seed 1 through ``model.fit`` alone and in a compiled group of 2: the same network and metrics."""
     from nnsrm.fit_training import FitEngine
 
     cfg = _mlp_config()
-    fit, grouped = FitEngine(cfg, few_images, [0, 1]), CompiledEngine(cfg, few_images, [0, 1], strategy="loop")
-    for i in (0, 1):  # the same initial networks
-        assert all(np.array_equal(a, b) for a, b in zip(_states(fit, i).values(), _states(grouped, i).values()))
-    metrics_fit = fit.run_epoch([0, 0], [True, True])
-    metrics_grouped = grouped.run_epoch([0, 0], [True, True])
+    fit, grouped = FitEngine(cfg, few_images, [1]), CompiledEngine(cfg, few_images, [0, 1], strategy="loop")
+    # The same initial network.
+    assert all(np.array_equal(a, b) for a, b in zip(_states(fit, 0).values(), _states(grouped, 1).values()))
+    metrics_fit = fit.run_epoch([0], [True])[0]
+    metrics_grouped = grouped.run_epoch([0, 0], [True, True])[1]
+    a, b = _states(fit, 0), _states(grouped, 1)
+    assert list(a) == list(b)
     largest = 0.0
-    for i in (0, 1):
-        a, b = _states(fit, i), _states(grouped, i)
-        assert list(a) == list(b)
-        for name in a:
-            np.testing.assert_allclose(b[name], a[name], rtol=F32_RTOL, atol=F32_ATOL, err_msg=f"seed {i} {name}")
-            largest = max(largest, float(np.abs(np.asarray(a[name], float) - np.asarray(b[name], float)).max()))
-        assert abs(metrics_fit[i]["val_accuracy"] - metrics_grouped[i]["val_accuracy"]) <= ACCURACY_POINTS
-        np.testing.assert_allclose(metrics_grouped[i]["loss"], metrics_fit[i]["loss"], rtol=F32_RTOL)
+    for name in a:
+        np.testing.assert_allclose(b[name], a[name], rtol=F32_RTOL, atol=F32_ATOL, err_msg=name)
+        largest = max(largest, float(np.abs(np.asarray(a[name], float) - np.asarray(b[name], float)).max()))
+    assert abs(metrics_fit["val_accuracy"] - metrics_grouped["val_accuracy"]) <= ACCURACY_POINTS
+    np.testing.assert_allclose(metrics_grouped["loss"], metrics_fit["loss"], rtol=F32_RTOL)
     with capsys.disabled():
         print(f"\n[grouped vs sequential, MLP, 96 images] largest |difference| after 1 epoch: {largest:.3g}")
 
 
-def test_a_grouped_rerun_is_bit_identical_whatever_the_group(digits_demo, tmp_path):
-    """Subjects 1 and 2 as a group of 2 give digits_demo's group-of-3 networks bit for bit."""
-    root = tmp_path / "grouped"
-    results = train_group(_demo_config(n_epochs=1), root, [1, 2], engine="compiled", progress=False)
-    assert [(r["subject"], r["skipped"]) for r in results] == [(1, False), (2, False)]
-    for s in (1, 2):
-        for e in (0, 1):
-            assert _same_weights(digits_demo, root, s, e), f"subj{s} epoch {e}"
-        pd.testing.assert_frame_equal(_history(root, s), _history(digits_demo, s).iloc[:1], check_exact=True)
+def _mlp_layout(root):
+    return ResultsLayout(root, "digits", "mlp")
+
+
+def _same_mlp_run(root_a, root_b, subjects, epochs):
+    """Weights (bitwise) and history (without timings) of the MLP runs under two roots."""
+    a, b = _mlp_layout(root_a), _mlp_layout(root_b)
+    for s in subjects:
+        for e in epochs:
+            xa, xb = so.h5_arrays(a.weights_path(s, e)), so.h5_arrays(b.weights_path(s, e))
+            assert [n for n, _ in xa] == [n for n, _ in xb]
+            for (name, x), (_, y) in zip(xa, xb):
+                assert np.array_equal(x, y), f"subj{s:02d} epoch {e} {name} differs"
+        pd.testing.assert_frame_equal(pd.read_csv(a.history_path(s)).drop(columns="seconds"),
+                                      pd.read_csv(b.history_path(s)).drop(columns="seconds"), check_exact=True)
+
+
+@pytest.fixture()
+def mlp_on_few_images(few_images, monkeypatch):
+    """Stage 1 of digits × MLP reads the few images (the programs of the tests above serve it)."""
+    monkeypatch.setattr(training, "cached_dataset", lambda *args, **kwargs: few_images)
+    return _mlp_config(n_epochs=3)  # logged epochs 0, 1, 2, 3
 
 
 class _Interrupt(Exception):
     """Stands for the process dying: raised by the engine in place of an epoch."""
 
 
-def test_an_interrupted_group_resumes_from_its_checkpoints_bit_identical(digits_demo, tmp_path, monkeypatch):
-    """Stopped during epoch 3 (after the checkpoints of epoch 2), a rerun continues from epoch 2."""
-    cfg, root = _demo_config(), tmp_path / "root"
-    lay = so.layout(root)
-    calls = []
-    original = CompiledEngine.run_epoch
+def test_grouped_runs_are_bit_identical_and_an_interrupted_group_resumes_from_its_checkpoints(
+        mlp_on_few_images, tmp_path, monkeypatch):
+    """A group of 2, the same seed alone, and a group stopped during epoch 3 then rerun: the same bits."""
+    cfg = mlp_on_few_images
+    reference, alone, root = tmp_path / "reference", tmp_path / "alone", tmp_path / "root"
+    train_group(cfg, reference, [0, 1], engine="compiled", progress=False)
+    train_group(cfg, alone, [1], engine="compiled", progress=False)
+    _same_mlp_run(reference, alone, subjects=(1,), epochs=(0, 1, 2, 3))
+
+    lay, calls, original = _mlp_layout(root), [], CompiledEngine.run_epoch
 
     def dies_at_epoch_3(self, epochs, active):
         calls.append(list(epochs))
@@ -130,17 +137,20 @@ def test_an_interrupted_group_resumes_from_its_checkpoints_bit_identical(digits_
     monkeypatch.setattr(CompiledEngine, "run_epoch", dies_at_epoch_3)
     with pytest.raises(_Interrupt):
         train_group(cfg, root, [0, 1], engine="compiled", progress=False)
-    assert calls == [[0, 0], [1, 1], [2, 2]]  # stopped mid-run: epochs 1 and 2 done, 3 started
+    assert calls == [[0, 0], [1, 1], [2, 2]]  # stopped mid-run: epochs 1 and 2 done, epoch 3 started
     assert [checkpoint.load_checkpoint(lay.subject_dir(s)).epoch for s in (0, 1)] == [2, 2]
     assert not any(atomic.is_complete(lay.subject_dir(s)) for s in (0, 1))
     monkeypatch.setattr(CompiledEngine, "run_epoch", original)
     results = train_group(cfg, root, [0, 1], engine="compiled", progress=False)
     assert [r["resumed_from"] for r in results] == [2, 2]
-    so.assert_same_stage1(digits_demo, root, subjects=(0, 1), epochs=(0, 1, 2, 3))
-    so.assert_nothing_corrupt(root, stages=(1,))
-    assert not list(root.rglob(checkpoint.CHECKPOINT_NAME))
+    _same_mlp_run(reference, root, subjects=(0, 1), epochs=(0, 1, 2, 3))
+    assert all(atomic.marker_status(lay.subject_dir(s), verify=True) == "complete" for s in (0, 1))
+    assert not list(root.rglob(checkpoint.CHECKPOINT_NAME)) and not list(root.rglob(".*.tmp*"))
 
 
+# --------------------------------------------------------------------------- slow: vmap on a CPU, whole runs, SIGKILL
+
+@pytest.mark.slow
 def test_vmapped_group_equals_the_step_loop_on_a_few_images(few_images):
     """The accelerator strategy (one vmapped program per epoch) against the CPU's step loop, 2 seeds × 2 calls."""
     cfg = _mlp_config()
@@ -159,8 +169,6 @@ def test_vmapped_group_equals_the_step_loop_on_a_few_images(few_images):
     assert engines["vmap"].program.traces["epoch"] == 1  # one program for both calls
 
 
-# --------------------------------------------------------------------------- slow: whole runs, SIGKILL
-
 @pytest.mark.slow
 def test_grouped_equals_sequential_fit_and_grouped_reruns_are_identical(digits_demo, tmp_path, capsys):
     cfg = _demo_config()
@@ -178,21 +186,6 @@ def test_grouped_equals_sequential_fit_and_grouped_reruns_are_identical(digits_d
     so.assert_same_stage1(digits_demo, grouped, subjects=(0, 1), epochs=(0, 1, 2, 3))
     with capsys.disabled():
         print(f"\n[grouped vs sequential] largest |difference| of a weight after 1 epoch: {largest:.3g}")
-
-
-@pytest.mark.slow
-def test_vmapped_group_equals_the_step_loop(tmp_path):
-    """The accelerator strategy (one vmapped program per epoch) on the CPU, small MLP, 2 seeds × 1 epoch."""
-    cfg = config.get_config("digits", "mlp", n_subjects=2, n_epochs=1)
-    train_group(cfg, tmp_path / "vmap", [0, 1], engine="compiled", strategy="vmap", progress=False)
-    train_group(cfg, tmp_path / "loop", [0, 1], engine="compiled", strategy="loop", progress=False)
-    for s in (0, 1):
-        for (name, x), (_, y) in zip(*(so.h5_arrays(p / "digits" / "mlp" / f"subj{s:02d}" / "weights.001.weights.h5")
-                                       for p in (tmp_path / "vmap", tmp_path / "loop"))):
-            np.testing.assert_allclose(y, x, rtol=F32_RTOL, atol=F32_ATOL, err_msg=f"subj{s} {name}")
-        hv, hl = (pd.read_csv(p / "digits" / "mlp" / f"subj{s:02d}" / "history.csv") for p in
-                  (tmp_path / "vmap", tmp_path / "loop"))
-        np.testing.assert_allclose(hv.drop(columns="seconds"), hl.drop(columns="seconds"), rtol=F32_RTOL)
 
 
 @pytest.mark.slow

@@ -135,11 +135,16 @@ def test_auto_group_size():
     assert grouping.auto_group_size(cfg, 10, "jax", memory_per_member=10**12, memory_available=10**9) == 1
 
 
-def test_member_bytes_grows_with_the_network():
-    small = grouping.member_bytes(config.get_config("digits", "conv"), (8, 8, 1), 10)
-    big = grouping.member_bytes(config.get_config("cifar10", "conv"), (32, 32, 3), 10)
-    assert 0 < small < big
-    assert grouping.member_bytes(config.get_config("digits", "conv"), (8, 8, 1), 10, stacked=False) < small
+def test_member_bytes_counts_parameters_and_stacked_activations():
+    from nnsrm.models import build_model
+
+    cfg = config.get_config("digits", "conv")
+    params = build_model("conv", (8, 8, 1), 10, cfg.subject_seed(0)).count_params()
+    # One seed at a time: its variables, gradients and two optimiser moments, float32.
+    assert grouping.member_bytes(cfg, (8, 8, 1), 10, stacked=False) == 4 * 4 * params
+    stacked = grouping.member_bytes(cfg, (8, 8, 1), 10)
+    bigger_batches = grouping.member_bytes(config.get_config("digits", "conv", batch_size=64), (8, 8, 1), 10)
+    assert 4 * 4 * params < stacked < bigger_batches  # stacked steps keep every layer's output per image
 
 
 @pytest.mark.parametrize("text, message", [("0", "expected a positive integer or 'auto', got 0"),
