@@ -6,9 +6,8 @@
 The same as ``nnsrm figures``; the code is in nnsrm/commands/figures.py (--help lists the options).
 """
 
-import sys
-
+from nnsrm.cli import exit_process
 from nnsrm.commands import run_command
 
 if __name__ == "__main__":
-    sys.exit(run_command("figures", prog="make_figures.py"))
+    exit_process(run_command("figures", prog="make_figures.py"))

@@ -6,9 +6,8 @@
 The same as ``nnsrm analyse``; the code is in nnsrm/commands/analyse.py (--help lists the options).
 """
 
-import sys
-
+from nnsrm.cli import exit_process
 from nnsrm.commands import run_command
 
 if __name__ == "__main__":
-    sys.exit(run_command("analyse", prog="run_analyses.py"))
+    exit_process(run_command("analyse", prog="run_analyses.py"))

@@ -6,9 +6,8 @@
 The same as ``nnsrm extract``; the code is in nnsrm/commands/extract.py (--help lists the options).
 """
 
-import sys
-
+from nnsrm.cli import exit_process
 from nnsrm.commands import run_command
 
 if __name__ == "__main__":
-    sys.exit(run_command("extract", prog="save_acts_cifar.py"))
+    exit_process(run_command("extract", prog="save_acts_cifar.py"))

@@ -6,9 +6,8 @@
 The same as ``nnsrm train``; the code is in nnsrm/commands/train.py (--help lists the options).
 """
 
-import sys
-
+from nnsrm.cli import exit_process
 from nnsrm.commands import run_command
 
 if __name__ == "__main__":
-    sys.exit(run_command("train", prog="train_cifar.py"))
+    exit_process(run_command("train", prog="train_cifar.py"))

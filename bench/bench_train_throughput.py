@@ -14,9 +14,7 @@ at about 8,200 images/s (batch 32, float32), plain PyTorch ResNet-18 at about
 import argparse
 import os
 import platform
-import sys
 import time
-from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 

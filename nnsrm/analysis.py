@@ -48,9 +48,12 @@ Activation files are images × units; they are transposed once, here, on
 loading, to the library's units × images.
 
 The science is :func:`qmvpa.layer_analysis.analyse_layer` (arrays in, arrays
-out); this module reads its inputs (validated by :mod:`nnsrm.activations`),
-writes its outputs atomically, and decides which jobs still have to run. The
-summary table is rebuilt by :mod:`nnsrm.summary`.
+out); :func:`job_result` is everything one job computes from its networks'
+arrays (what ``results.npz`` holds), shared with the in-memory route
+(:func:`nnsrm.compare`); this module reads its inputs through the condition's
+source (stage 2's folders or a registered manifest, :mod:`nnsrm.activations`,
+which validates them), writes its outputs atomically, and decides which jobs
+still have to run. The summary table is rebuilt by :mod:`nnsrm.summary`.
 """
 
 from __future__ import annotations
@@ -63,10 +66,11 @@ from typing import Sequence
 
 import numpy as np
 
-from nnsrm.activations import (check_inputs, load_network, open_activations, read_labels, read_layers,
-                               resolve_k)
-from nnsrm.atomic import (MARKER_NAME, atomic_path, clear_marker, is_complete, remove_stale_temporaries,
-                          save_npz, write_marker)
+from nnsrm import state
+from nnsrm.activations import check_inputs, load_network, open_source, resolve_k
+from nnsrm.atomic import atomic_path, clear_marker, remove_stale_temporaries, save_npz, write_marker
+from nnsrm.cli import check_srm_engine
+from nnsrm.errors import StaleOutputError, UsageError
 from nnsrm.jobs import Job
 from nnsrm.paths import ResultsLayout
 from nnsrm.summary import RESULTS_NAME
@@ -101,16 +105,10 @@ class AnalysisParams:
 
 def job_status(layout: ResultsLayout, epoch: int, layer: str, params: AnalysisParams,
                subjects: Sequence[int]) -> str:
-    """``"todo"``, ``"done"`` (complete with the same parameters) or ``"stale"`` (other parameters)."""
-    out = layout.analysis_dir(epoch, layer)
-    if not is_complete(out):
-        return "todo"
-    try:
-        info = json.loads((out / MARKER_NAME).read_text())
-        same = info.get("params") == params.as_dict() and info.get("subjects") == [int(s) for s in subjects]
-    except ValueError:
-        return "todo"
-    return "done" if same else "stale"
+    """``"todo"``, ``"done"`` (complete, made with these parameters from these inputs) or ``"stale"``."""
+    st, _ = state.job_state(layout.analysis_dir(epoch, layer),
+                            state.stage3_record(layout, epoch, subjects, params.as_dict()))
+    return {"complete": "done", "stale": "stale"}.get(st, "todo")
 
 
 def _versions() -> dict:
@@ -123,6 +121,63 @@ def _versions() -> dict:
         except metadata.PackageNotFoundError:
             out[pkg] = None
     return out
+
+
+def job_result(networks, labels: np.ndarray, subjects: Sequence[int], params: AnalysisParams, *, data: str,
+               model: str, epoch: int, layer: str, layer_depth: int, saved_units=None) -> dict:
+    """Everything one stage-3 job computes from its networks' arrays: what ``results.npz`` holds.
+
+    Split the images (stratified by label), keep at most ``params.max_units``
+    units (the same for every network), read each network's fit and
+    held-out activity, and run :func:`qmvpa.layer_analysis.analyse_layer`.
+    The file route (:func:`analyse_job`) and the in-memory route
+    (:func:`nnsrm.compare`) both call this, so they give the same numbers.
+
+    Parameters
+    ----------
+    networks : sequence of ActivationArray, element i of shape (n_images, n_units)
+        One array per network (:class:`nnsrm.activation_files.ActivationArray`), images × units;
+        each is closed once read.
+    labels : ndarray of int, shape (n_images,)
+        Label of every image.
+    subjects : sequence of int
+        The networks' ids, in the order of ``networks``.
+    params : AnalysisParams
+    data, model, epoch, layer, layer_depth
+        The job's condition, checkpoint, layer and the layer's position in depth order (recorded in ``meta``).
+    saved_units : sequence of (ndarray of int or None), optional
+        Per network, the original unit indices of the saved units, if its producer capped them.
+
+    Returns
+    -------
+    dict
+        The arrays of the module docstring's table.
+    """
+    p = params
+    fit_idx, test_idx = preproc.stratified_split(labels, p.test_size, p.seed, p.class_order)
+    n_saved = networks[0].shape[1]
+    units_idx = preproc.subsample_units(n_saved, p.max_units, p.seed)  # same units for every subject
+    k = resolve_k(p.k, len(units_idx), len(fit_idx), where=f"layer {layer!r} ({networks[0].name}, ...)")
+    saved_units = list(saved_units) if saved_units is not None else [None] * len(networks)
+    fit, test, units_kept = [], [], []
+    for arr, saved in zip(networks, saved_units):
+        X_fit, X_test = load_network(arr, units_idx, fit_idx, test_idx)  # (u, m), (u, t)
+        arr.close()  # let the mapped file go now: its pages would otherwise count until the job ends
+        fit.append(X_fit)
+        test.append(X_test)
+        units_kept.append(saved[units_idx] if saved is not None else units_idx)  # a producer may have capped units
+    res = layer_analysis.analyse_layer(fit, test, n_components=k, n_iter=p.n_iter, random_state=p.seed,
+                                       engine=p.engine)
+    del fit, test
+    subjects = [int(s) for s in subjects]
+    meta = {"data": data, "model": model, "epoch": int(epoch), "layer": layer,
+            "layer_depth": int(layer_depth), "k": int(k), "params": p.as_dict(), "subjects": subjects}
+    subj = np.array(subjects)
+    return dict(res, subjects=subj, labels_test=labels[test_idx], fit_idx=fit_idx, test_idx=test_idx,
+                units_kept=np.stack(units_kept), k=np.int64(res["k"]),
+                r_shared_irsm_wrsm=np.float64(res["r_shared_irsm_wrsm"]),
+                r_native_irsm_wrsm=np.float64(res["r_native_irsm_wrsm"]),
+                consistency_pairs=subj[res["consistency_pairs"]], meta=np.array(json.dumps(meta)))
 
 
 def analyse_job(root, data: str, model: str, epoch: int, layer: str, subjects: Sequence[int],
@@ -159,51 +214,45 @@ def analyse_job(root, data: str, model: str, epoch: int, layer: str, subjects: S
     p = AnalysisParams(**{**params, "class_order": None if params.get("class_order") is None
                           else tuple(params["class_order"])})
     subjects = [int(s) for s in subjects]
+    record = state.stage3_record(layout, epoch, subjects, p.as_dict())
+    return state.run_job(layout.analysis_dir(epoch, layer), record, f"epoch {epoch:03d} layer {layer}", overwrite,
+                         lambda: _analyse(layout, epoch, layer, subjects, p, layer_depth, record, provenance),
+                         skipped={"status": "skipped"})
+
+
+def _analyse(layout: ResultsLayout, epoch: int, layer: str, subjects: list, p: AnalysisParams, layer_depth: int,
+             record: dict, provenance: dict | None) -> dict:
+    """The body of :func:`analyse_job`, run while holding the job folder's lock."""
+    data, model = layout.data, layout.model
     out_dir = layout.analysis_dir(epoch, layer)
-    status = job_status(layout, epoch, layer, p, subjects)
-    if status == "done" and not overwrite:
-        log.info("epoch %d layer %s: complete, skipped", epoch, layer)
-        return {"status": "skipped"}
-    if status == "stale" and not overwrite:
-        raise ValueError(f"{out_dir} was made with other parameters; pass --overwrite to redo it")
-
-    labels = read_labels(layout)
-    fit_idx, test_idx = preproc.stratified_split(labels, p.test_size, p.seed, p.class_order)
-    paths = [layout.activation_path(s, epoch, layer) for s in subjects]
-    n_saved = open_activations(paths[0]).shape[1]
-    units_idx = preproc.subsample_units(n_saved, p.max_units, p.seed)  # same units for every subject
-    k = resolve_k(p.k, len(units_idx), len(fit_idx), where=f"layer {layer!r} ({paths[0]}, ...)")
-    fit, test, units_kept = [], [], []
-    for s, path in zip(subjects, paths):
-        X_fit, X_test = load_network(path, units_idx, fit_idx, test_idx)  # (u, m), (u, t)
-        fit.append(X_fit)
-        test.append(X_test)
-        stage2 = layout.units_kept_path(s, epoch, layer)  # stage 2 may have capped units already
-        units_kept.append(np.load(stage2)[units_idx] if stage2.exists() else units_idx)
-    res = layer_analysis.analyse_layer(fit, test, n_components=k, n_iter=p.n_iter, random_state=p.seed,
-                                       engine=p.engine)
-    del fit, test
-    r_shared, r_native = res["r_shared_irsm_wrsm"], res["r_native_irsm_wrsm"]
-
-    meta = {"data": data, "model": model, "epoch": int(epoch), "layer": layer,
-            "layer_depth": int(layer_depth), "k": int(k), "params": p.as_dict(), "subjects": subjects}
-    subj = np.array(subjects)
-    arrays = dict(res, subjects=subj, labels_test=labels[test_idx], fit_idx=fit_idx, test_idx=test_idx,
-                  units_kept=np.stack(units_kept), k=np.int64(res["k"]),
-                  r_shared_irsm_wrsm=np.float64(r_shared), r_native_irsm_wrsm=np.float64(r_native),
-                  consistency_pairs=subj[res["consistency_pairs"]], meta=np.array(json.dumps(meta)))
+    source = open_source(layout)
+    labels = source.labels()
+    networks = []
+    try:
+        for s in subjects:
+            networks.append(source.open(s, epoch, layer))  # images × units, memory-mapped or read by slices
+        arrays = job_result(networks, labels, subjects, p, data=data, model=model, epoch=epoch, layer=layer,
+                            layer_depth=layer_depth,
+                            saved_units=[source.units_kept(s, epoch, layer) for s in subjects])
+    finally:
+        for arr in networks:
+            arr.close()
+    r_shared, r_native = float(arrays["r_shared_irsm_wrsm"]), float(arrays["r_native_irsm_wrsm"])
+    k = int(arrays["k"])
     clear_marker(out_dir)
     remove_stale_temporaries(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_npz(out_dir / RESULTS_NAME, **arrays)
-    fig = vis.plot_rsm_quad(res["wrsm_native"], res["irsm_native"], res["wrsm_shared"], res["irsm_shared"],
+    fig = vis.plot_rsm_quad(arrays["wrsm_native"], arrays["irsm_native"], arrays["wrsm_shared"],
+                            arrays["irsm_shared"],
                             title=f"{data} {model}, epoch {epoch}, layer {layer}: r(shared iRSM, wRSM) = "
                                   f"{r_shared:.2f}, r(native iRSM, wRSM) = {r_native:.2f}")
     with atomic_path(out_dir / PLOT_NAME, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=100)
     write_marker(out_dir, [out_dir / RESULTS_NAME, out_dir / PLOT_NAME], params=p.as_dict(),
-                 subjects=subjects, k=int(k), versions=_versions(), **(provenance or {}))
-    var_exp_test = float(np.mean(res["var_exp_test"]))
+                 subjects=subjects, k=int(k), versions=_versions(), **(provenance or {}),
+                 **state.marker_fields(record))
+    var_exp_test = float(np.mean(arrays["var_exp_test"]))
     log.info("epoch %d layer %s: k=%d, var exp test %.3f, r shared %.3f, native %.3f",
              epoch, layer, k, var_exp_test, r_shared, r_native)
     return {"status": "done", "k": int(k), "r_shared_irsm_wrsm": r_shared, "r_native_irsm_wrsm": r_native,
@@ -215,33 +264,43 @@ def plan_jobs(layout: ResultsLayout, epochs: Sequence[int], layers: Sequence[str
               provenance: dict | None = None) -> list[Job]:
     """Validate all inputs (nothing is written) and list the jobs still to run.
 
-    Complete jobs made with the same parameters are left out unless
-    ``overwrite``; a complete job made with other parameters is an error
-    (mixing them would make an inconsistent summary) unless ``overwrite``.
+    Complete jobs made with the same parameters from the same stage-2
+    outputs are left out unless ``overwrite``; a complete job made otherwise
+    is an error (mixing them would make an inconsistent summary) unless
+    ``overwrite``.
+
+    Raises
+    ------
+    nnsrm.errors.UsageError
+        For any bad input (see :func:`nnsrm.activations.check_inputs`).
+    nnsrm.errors.StaleOutputError
+        If a complete job was made with other parameters or inputs, naming the first difference.
     """
-    all_layers, _ = read_layers(layout)
+    source = open_source(layout)
+    all_layers = source.layers()
     if layers is None:
         layers = all_layers
     unknown = [name for name in layers if name not in all_layers]
     if unknown:
-        raise ValueError(f"unknown layer(s) {unknown}: {layout.layers_path} lists {all_layers}")
+        listed = layout.manifest_path if source.kind == "registered" else layout.layers_path
+        raise UsageError(f"unknown layer(s) {unknown}: {listed} lists {all_layers}")
     layers = [name for name in all_layers if name in layers]  # depth order
-    if params.engine not in factor.ENGINES:
-        raise ValueError(f"engine must be one of {factor.ENGINES}, got {params.engine!r}")
-    factor.srm_class(params.engine)  # an unavailable engine fails now, not in every job
+    check_srm_engine(params.engine)  # an unknown or uninstalled engine fails now, not in every job
     todo, stale = [], []
     for epoch in epochs:
         for layer in layers:
             status = job_status(layout, epoch, layer, params, subjects)
             if status == "stale" and not overwrite:
-                stale.append(layout.analysis_dir(epoch, layer))
+                stale.append((epoch, layer))
             elif status != "done" or overwrite:
                 todo.append((epoch, layer))
-    check_inputs(layout, subjects, epochs, layers, params, check_finite=todo)
+    check_inputs(source, subjects, epochs, layers, params, check_finite=todo)
     if stale:
-        more = f" (and {len(stale) - 1} more)" if len(stale) > 1 else ""
-        raise ValueError(f"{stale[0]}{more} was made with other parameters or subjects (see its "
-                         f"{MARKER_NAME}); pass --overwrite to redo it, or use another --root")
+        epoch, layer = stale[0]
+        directory = layout.analysis_dir(epoch, layer)
+        _, diff = state.job_state(directory, state.stage3_record(layout, epoch, subjects, params.as_dict()))
+        raise StaleOutputError(state.stale_message(f"epoch {epoch:03d} layer {layer}", directory, diff,
+                                                   len(stale) - 1))
     return [Job(name=f"epoch {epoch:03d} layer {layer}", fn=analyse_job,
                 kwargs=dict(root=str(layout.root), data=layout.data, model=layout.model, epoch=int(epoch),
                             layer=layer, subjects=[int(s) for s in subjects], params=params.as_dict(),

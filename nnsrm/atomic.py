@@ -1,10 +1,17 @@
-"""Atomic writes and completion markers, so a killed run never leaves a file that looks complete.
+"""Atomic writes, completion markers and job locks, so a killed or doubled run never leaves a file that looks complete.
 
-Every output is written to a temporary name in the same folder and renamed into
-place (``os.replace`` is atomic on POSIX). A job that writes several files ends
-by writing a small JSON *completion marker* listing each file with its size and
-SHA-256; a job counts as complete only if its marker exists and every file it
-lists is still there, whole and unchanged.
+Every output is written to a temporary name in the same folder, flushed to disk
+(``fsync``) and renamed into place (``os.replace`` is atomic on POSIX), and the
+folder is flushed after the rename, so a crash of the machine cannot leave a
+renamed but empty file. A job that writes several files ends by writing a small
+JSON *completion marker* listing each file with its size and SHA-256; a job
+counts as complete only if its marker exists and every file it lists is still
+there, whole and unchanged.
+
+A job holds :func:`job_lock` on its folder while it writes there, so a second
+writer of the same job (another driver on the same root, or a job that Dask
+runs twice) waits for the first instead of racing it, and only the lock holder
+removes leftover temporary files: those of writers that died.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -20,6 +28,10 @@ from typing import Iterable, Iterator
 import numpy as np
 
 MARKER_NAME = "_complete.json"
+#: The lock file of the job that writes a folder (hidden; see :func:`job_lock`).
+LOCK_NAME = ".lock"
+
+log = logging.getLogger(__name__)
 
 
 def _umask() -> int:
@@ -45,10 +57,35 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     tmp = Path(tmp)
     try:
         yield tmp
+        fsync_file(tmp)  # the bytes reach the disk before the name does
         os.replace(tmp, path)
+        fsync_directory(path.parent)  # and the rename itself is durable
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def fsync_file(path: str | os.PathLike) -> None:
+    """Flush a closed file's contents to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_directory(directory: str | os.PathLike) -> None:
+    """Flush a folder's entries (a rename or a new file in it) to disk, where the system allows it."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # e.g. a platform that cannot open folders
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems refuse fsync on a folder; the rename is still atomic
+        pass
+    finally:
+        os.close(fd)
 
 
 def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
@@ -102,6 +139,25 @@ def write_marker(directory: str | os.PathLike, files: Iterable[str | os.PathLike
     return marker
 
 
+def read_marker(directory: str | os.PathLike) -> dict | None:
+    """The completion marker of ``directory`` as a dict, or None if it is absent or unreadable."""
+    try:
+        info = json.loads((Path(directory) / MARKER_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def marker_digest(directory: str | os.PathLike) -> str | None:
+    """SHA-256 of ``directory``'s completion marker (it lists every output's checksum), or None if absent.
+
+    One string that changes whenever the job's outputs are remade: what a later
+    stage records of the outputs it read.
+    """
+    marker = Path(directory) / MARKER_NAME
+    return file_digest(marker) if marker.is_file() else None
+
+
 def marker_status(directory: str | os.PathLike, verify: bool = False) -> str:
     """State of the job whose marker lives in ``directory``.
 
@@ -134,8 +190,9 @@ def is_complete(directory: str | os.PathLike, verify: bool = False) -> bool:
 def remove_stale_temporaries(directory: str | os.PathLike) -> int:
     """Delete temporary files that a killed writer left in ``directory`` (not recursive).
 
-    Only call this from the job that owns ``directory``: a temporary file of a
-    write in progress elsewhere would be removed too. Returns how many were removed.
+    Only call this while holding :func:`job_lock` on ``directory``: every other
+    writer of that folder holds the lock while it writes, so the temporary files
+    found then belong to writers that died. Returns how many were removed.
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -151,3 +208,39 @@ def clear_marker(directory: str | os.PathLike) -> None:
     marker = Path(directory) / MARKER_NAME
     if marker.exists():
         marker.unlink()
+
+
+@contextlib.contextmanager
+def job_lock(directory: str | os.PathLike, name: str | None = None) -> Iterator[Path]:
+    """Hold the lock of the job that writes ``directory`` (created if needed) for the block.
+
+    The lock is an advisory file lock (the ``filelock`` package: ``flock`` on
+    POSIX) on ``directory/.lock``. If another process holds it, a warning says
+    so and the call waits until it is free; the caller then checks again whether
+    the job is complete. The operating system releases the lock when its holder
+    dies, so a killed writer never blocks a rerun. The lock file stays behind
+    (removing it would race a waiting writer); it holds no data.
+
+    Parameters
+    ----------
+    directory : path
+        The job's output folder.
+    name : str, optional
+        The job's name, for the message.
+    """
+    import filelock
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / LOCK_NAME
+    lock = filelock.FileLock(str(path))
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        log.warning("%s: another process is writing it (it holds %s); waiting until it is done",
+                    name or directory, path)
+        lock.acquire()
+    try:
+        yield path
+    finally:
+        lock.release()

@@ -76,7 +76,7 @@ class ProgramKey:
     strategy: str
 
     @classmethod
-    def of(cls, cfg, data, strategy: str) -> "ProgramKey":
+    def of(cls, cfg, data, strategy: str) -> ProgramKey:
         return cls(cfg.model, bool(cfg.augment), cfg.resnet_variant, cfg.optimizer, float(cfg.learning_rate),
                    float(cfg.lr_decay), int(cfg.batch_size), int(min(cfg.extract_batch_size, len(data.x_test))),
                    data.name, tuple(data.input_shape), int(data.n_classes), len(data.x_train), len(data.x_test),

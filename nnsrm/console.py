@@ -67,7 +67,7 @@ def setup(verbose: int = 0, prog: str | None = None) -> None:
     console = _TqdmAwareHandler(sys.stderr)
     console._nnsrm = True
     console.setLevel(logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG)
-    fmt = f"{prog}: %(levelname)s: %(message)s" if prog and verbose <= 0 else "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    fmt = f"{prog}: %(levelname)s: %(message)s" if prog and verbose <= 0 else _FORMAT
     console.setFormatter(logging.Formatter(fmt, datefmt="%H:%M:%S"))
     if verbose < 2:
         console.addFilter(_not_chatty)
@@ -80,11 +80,22 @@ def setup(verbose: int = 0, prog: str | None = None) -> None:
     _STATE.update(memory=memory, console=console, file=None)
 
 
+#: Libraries whose warnings are about their own housekeeping (Dask: "Worker process still alive after
+#: 4.0 seconds, killing" when a local cluster closes): kept off the console unless they are errors.
+HOUSEKEEPING_LIBRARIES = ("distributed",)
+
+
+def _from(record: logging.LogRecord, libraries) -> bool:
+    return any(record.name == lib or record.name.startswith(lib + ".") for lib in libraries)
+
+
 def _not_chatty(record: logging.LogRecord) -> bool:
-    """Console filter: library records below WARNING stay off the terminal."""
-    if record.levelno >= logging.WARNING:
+    """Console filter: library records below WARNING (below ERROR for Dask) stay off the terminal."""
+    if record.levelno >= logging.ERROR:
         return True
-    return not any(record.name == lib or record.name.startswith(lib + ".") for lib in CHATTY_LIBRARIES)
+    if _from(record, HOUSEKEEPING_LIBRARIES):
+        return False
+    return record.levelno >= logging.WARNING or not _from(record, CHATTY_LIBRARIES)
 
 
 def _not_debug_of_libraries(record: logging.LogRecord) -> bool:

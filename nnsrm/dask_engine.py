@@ -42,7 +42,7 @@ import uuid
 from pathlib import Path
 from typing import Sequence
 
-from nnsrm import console
+from nnsrm import console, interrupts
 from nnsrm.errors import INPUT_ERRORS, UsageError
 from nnsrm.jobs import Job, JobFailure, RunReport, job_failure
 
@@ -324,6 +324,7 @@ def run_jobs_dask(jobs: Sequence[Job], scheduler: str | None = None, workers: in
         try:
             for fut in console.progress(as_completed(futures, loop=client.loop), total=len(futures), desc=desc,
                                         unit="job", enabled=progress):
+                interrupts.check()  # Ctrl-C that a library turned into something else
                 name = futures[fut]
                 if fut.status == "finished":
                     kind, value = fut.result()

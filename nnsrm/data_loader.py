@@ -17,7 +17,9 @@ contain, and an archive with an official name but another MD5 is reported by
 
 Preprocessing as in the paper: pixels as float32, minus the training set's mean
 image, divided by 128 for CIFAR (the pixel range of 0..255 becomes about ±1);
-digits and MNIST are scaled to [0, 1] first and then mean-centred the same way.
+digits are scaled to [0, 1] first and then mean-centred the same way. MNIST is
+scaled to [0, 1] and, as the original study's loader did, not mean-centred
+(``subtract_mean`` of :func:`load_dataset` overrides either default).
 Images are channels-last: (n_images, height, width, channels).
 """
 
@@ -30,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nnsrm.errors import MissingInputError, UsageError
 from nnsrm.archive_checksums import OFFICIAL_MD5, warn_if_not_official
 from nnsrm.safe_pickle import CIFAR_HOME, UnsafeArchiveError, load_cifar_batch
 
@@ -52,6 +55,8 @@ DOWNLOAD_HASHES = {
     "cifar100": OFFICIAL_MD5[ARCHIVES["cifar100"]],
 }
 CIFAR_IMAGE_BYTES = 3 * 32 * 32
+#: Whether :func:`load_dataset` subtracts the training set's mean image when not told.
+SUBTRACT_MEAN = {"digits": True, "mnist": False, "cifar10": True, "cifar100": True}
 DIGITS_TEST_SIZE = 0.5
 DIGITS_SPLIT_SEED = 0
 
@@ -101,15 +106,17 @@ def one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:
     return out
 
 
-def center(x_train: np.ndarray, x_test: np.ndarray, scale: float) -> tuple:
-    """float32, minus the training set's mean image, divided by ``scale``."""
+def center(x_train: np.ndarray, x_test: np.ndarray, scale: float, subtract_mean: bool = True) -> tuple:
+    """float32, minus the training set's mean image (unless ``subtract_mean`` is False), divided by ``scale``."""
     x_train = x_train.astype(np.float32)
     x_test = x_test.astype(np.float32)
+    if not subtract_mean:
+        return x_train / np.float32(scale), x_test / np.float32(scale)
     mean_image = x_train.mean(axis=0, keepdims=True)  # (1, h, w, c)
     return (x_train - mean_image) / scale, (x_test - mean_image) / scale
 
 
-def load_dataset(name: str, data_dir: str | Path | None = None) -> Dataset:
+def load_dataset(name: str, data_dir: str | Path | None = None, subtract_mean: bool | None = None) -> Dataset:
     """Load one dataset by name, preprocessed.
 
     Parameters
@@ -119,52 +126,60 @@ def load_dataset(name: str, data_dir: str | Path | None = None) -> Dataset:
         Folder holding the official archive (see module docstring). Without it,
         the archive is downloaded once into ``~/.keras/datasets`` (needs the
         internet the first time).
+    subtract_mean : bool, optional
+        Subtract the training set's mean image; default :data:`SUBTRACT_MEAN`
+        of the dataset (``ExperimentConfig.subtract_mean`` of the registered
+        conditions agrees with it).
 
     Raises
     ------
-    ValueError
-        Unknown name.
-    FileNotFoundError
+    nnsrm.errors.UsageError
+        Unknown name, or the file is not a readable archive of the dataset
+        (every error here is bad input: exit status 2 on the command line).
+    nnsrm.errors.MissingInputError
         The archive is missing from ``data_dir``, or cannot be downloaded;
-        the message names the file and where to put it.
+        the message names the file and where to put it (a ``UsageError`` and
+        a ``FileNotFoundError``).
     nnsrm.safe_pickle.UnsafeArchiveError
         A CIFAR archive holds a pickle that asks to run anything; nothing of
-        it ran (a ``ValueError``; one line naming the file).
-    ValueError
-        The file is not a readable archive of the dataset.
+        it ran (a ``UsageError``; one line naming the file).
     """
     if name not in DATASET_NAMES:
-        raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASET_NAMES)}")
+        raise UsageError(f"unknown dataset {name!r}; choose from {', '.join(DATASET_NAMES)}")
+    if subtract_mean is None:
+        subtract_mean = SUBTRACT_MEAN[name]
+    elif not isinstance(subtract_mean, bool):
+        raise UsageError(f"subtract_mean must be True, False or None, got {subtract_mean!r}")
     if name == "digits":
-        return _load_digits()
+        return _load_digits(subtract_mean)
     if data_dir is not None:
         data_dir = Path(data_dir)
         if not data_dir.is_dir():
-            raise FileNotFoundError(f"--data-dir {data_dir} is not a folder; put {ARCHIVES[name]} "
+            raise MissingInputError(f"--data-dir {data_dir} is not a folder; put {ARCHIVES[name]} "
                                     f"(from {SOURCES[name]}) in a folder and pass that folder")
         archive = data_dir / ARCHIVES[name]
         if not archive.exists():
-            raise FileNotFoundError(f"{ARCHIVES[name]} not found in {data_dir}; download it from "
+            raise MissingInputError(f"{ARCHIVES[name]} not found in {data_dir}; download it from "
                                     f"{SOURCES[name]} and put it there (do not unpack it)")
     else:
         archive = _download_with_keras(name)
     raw = _read_mnist_npz(archive) if name == "mnist" else _read_cifar_archive(archive, name)
     (x_train, y_train), (x_test, y_test) = raw
-    return _preprocess(name, x_train, y_train, x_test, y_test)
+    return _preprocess(name, x_train, y_train, x_test, y_test, subtract_mean)
 
 
-def _preprocess(name, x_train, y_train, x_test, y_test) -> Dataset:
+def _preprocess(name, x_train, y_train, x_test, y_test, subtract_mean) -> Dataset:
     if name == "mnist":
         x_train, x_test = x_train[..., None] / 255.0, x_test[..., None] / 255.0
         scale, n_classes = 1.0, 10
     else:
         scale, n_classes = 128.0, 10 if name == "cifar10" else 100
-    x_train, x_test = center(x_train, x_test, scale)
+    x_train, x_test = center(x_train, x_test, scale, subtract_mean)
     return Dataset(name, x_train, np.asarray(y_train, np.int64).ravel(), x_test,
                    np.asarray(y_test, np.int64).ravel(), n_classes)
 
 
-def _load_digits() -> Dataset:
+def _load_digits(subtract_mean: bool = True) -> Dataset:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -173,7 +188,7 @@ def _load_digits() -> Dataset:
     y = digits.target.astype(np.int64)
     x_train, x_test, y_train, y_test = train_test_split(
         x, y, test_size=DIGITS_TEST_SIZE, stratify=y, random_state=DIGITS_SPLIT_SEED)
-    x_train, x_test = center(x_train, x_test, 1.0)
+    x_train, x_test = center(x_train, x_test, 1.0, subtract_mean)
     return Dataset("digits", x_train, y_train, x_test, y_test, 10)
 
 
@@ -184,7 +199,7 @@ def _read_mnist_npz(path: Path):
             return (f["x_train"], f["y_train"]), (f["x_test"], f["y_test"])
     except (OSError, ValueError, KeyError, EOFError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ValueError(f"{path} is not a readable {ARCHIVES['mnist']} of plain arrays x_train, y_train, "
+        raise UsageError(f"{path} is not a readable {ARCHIVES['mnist']} of plain arrays x_train, y_train, "
                          f"x_test, y_test ({reason}); download it again from {SOURCES['mnist']}") from None
 
 
@@ -201,7 +216,7 @@ def _check_cifar_batch(batch, label_key: bytes, source: str) -> None:
             and data.shape[1] == CIFAR_IMAGE_BYTES and isinstance(labels, list) and len(labels) == len(data)
             and all(type(v) is int for v in labels)):
         return
-    raise ValueError(f"{source} is not in the official CIFAR python format (expected a dict with b'data', "
+    raise UsageError(f"{source} is not in the official CIFAR python format (expected a dict with b'data', "
                      f"a uint8 array of shape (n, {CIFAR_IMAGE_BYTES}), and {label_key!r}, a list of n ints); "
                      f"download the official archive from {CIFAR_HOME}")
 
@@ -229,11 +244,11 @@ def _read_cifar_archive(path: Path, name: str):
     # Besides the archive's own errors: a damaged pickle made only of allowed parts.
     except (tarfile.TarError, EOFError, OSError, pickle.UnpicklingError, ValueError, TypeError,
             AttributeError, IndexError, KeyError) as err:
-        raise ValueError(f"{path} is not a readable {ARCHIVES[name]} archive ({err}); "
+        raise UsageError(f"{path} is not a readable {ARCHIVES[name]} archive ({err}); "
                          f"download it again from {SOURCES[name]}") from None
     missing = [b for b in train_names + test_names if b not in batches]
     if missing:
-        raise ValueError(f"{path} lacks {', '.join(missing)}; is it the python version of "
+        raise UsageError(f"{path} lacks {', '.join(missing)}; is it the python version of "
                          f"{name} ({ARCHIVES[name]})?")
 
     for base, batch in batches.items():
@@ -260,6 +275,6 @@ def _download_with_keras(name: str) -> Path:
         return Path(keras.utils.get_file(fname=ARCHIVES[name], origin=SOURCES[name],
                                          file_hash=DOWNLOAD_HASHES[name]))
     except Exception as err:  # noqa: BLE001 - any download failure becomes one clear line
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{name} is not cached and could not be downloaded ({type(err).__name__}); download "
             f"{ARCHIVES[name]} from {SOURCES[name]} and pass its folder with --data-dir") from None

@@ -11,18 +11,24 @@ on a CPU one epoch per call, spread over the cores. Each layer keeps at most
 ``max_units`` units (a seeded random subset, the same at every epoch of a
 subject, its indices saved beside the data) and is saved as float32
 ``<layer>.npy``, images × units, flattened. Writes are atomic and a completion
-marker per subject × epoch lists every file with its checksum.
+marker per subject × epoch lists every file with its checksum and records what
+made it (:func:`nnsrm.state.stage2_record`).
+
+A condition's folder is also a source in the bring-your-own format
+(docs/bring-your-own.md): ``nnsrm register`` accepts it as it is.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import zlib
 from pathlib import Path
 
 import numpy as np
 
-from nnsrm import atomic
+from nnsrm import atomic, state
+from nnsrm.errors import StaleOutputError, UsageError
 from nnsrm.paths import ResultsLayout
 
 log = logging.getLogger(__name__)
@@ -228,59 +234,139 @@ def choose_stack_width(cfg, extractor) -> int:
     return width
 
 
+def check_trained(cfg, layout: ResultsLayout, subjects=None) -> None:
+    """Raise a one-line :class:`~nnsrm.errors.UsageError` unless stage 1 is complete and current for ``subjects``.
+
+    Current: each subject's record (:func:`nnsrm.state.stage1_record`) agrees
+    with ``cfg``, the configuration in ``config.json``. Reads only markers.
+    """
+    for s in (cfg.subjects if subjects is None else subjects):
+        subj_dir = layout.subject_dir(s)
+        st, detail = state.job_state(subj_dir, state.stage1_record(cfg))
+        if st == "complete":
+            continue
+        fix = f"run train_cifar.py --data {cfg.data} --model {cfg.model} --root {layout.root}"
+        if st == "stale":
+            raise UsageError(f"subject {s} ({subj_dir}) {detail.replace('this run asks for', 'config.json says')}; "
+                             f"{fix} --overwrite (with the flags config.json records) first")
+        missing = [str(p) for p in [*(layout.weights_path(s, e) for e in cfg.logged_epochs),
+                                    layout.history_path(s)] if not p.exists()]
+        what = f"{missing[0]} missing" if missing else f"{subj_dir} has no valid {atomic.MARKER_NAME}"
+        raise UsageError(f"{what}: subject {s} is not fully trained; {fix} first")
+
+
+def _job_name(subject: int, epoch: int) -> str:
+    return f"activations subj{subject:02d} epoch {epoch:03d}"
+
+
+def _to_do(layout, subject, epochs, record, overwrite) -> list:
+    """The epochs whose folders need extracting: not complete with ``record`` (all of them with ``overwrite``).
+
+    Raises
+    ------
+    nnsrm.errors.StaleOutputError
+        A folder complete with another record, without ``overwrite``.
+    """
+    if overwrite:
+        return list(epochs)
+    todo = []
+    for e in epochs:
+        directory = layout.activations_dir(subject, e)
+        st, diff = state.job_state(directory, record)
+        if st == "stale":
+            raise StaleOutputError(state.stale_message(_job_name(subject, e), directory, diff))
+        if st != "complete":
+            todo.append(e)
+    return todo
+
+
 def extract_subject(cfg, root: str | Path, subject: int, data_dir: str | None = None, overwrite: bool = False,
                     epochs=None) -> list:
     """Save the analysed layers' activity of ``subject`` at its logged epochs (one stage-2 job).
 
-    Complete subject × epoch folders are skipped unless ``overwrite``.
+    Each subject × epoch folder is skipped if complete from the same stage-1
+    outputs and parameters (:mod:`nnsrm.state`), unless ``overwrite``. The
+    folders to write are locked (:func:`nnsrm.atomic.job_lock`, in epoch
+    order), so a second writer waits, then finds them complete.
+
+    Parameters
+    ----------
+    cfg : nnsrm.config.ExperimentConfig
+    root : path
+        Results root.
+    subject : int
+    data_dir : str, optional
+        Folder of the dataset archive.
+    overwrite : bool
+        Extract complete folders again.
+    epochs : sequence of int, optional
+        Logged epochs to extract (default: all of ``cfg.logged_epochs``).
 
     Returns
     -------
     list of dict
-        Per epoch, ``{"subject", "epoch", "skipped", "units": {layer: n_units_saved}}``.
+        Per epoch, ``{"subject", "epoch", "skipped", "units": {layer: n_units_saved}}``
+        (``units`` only for an extracted one).
 
     Raises
     ------
-    FileNotFoundError
-        If the subject's weights of an epoch to extract do not exist (stage 1 not run).
+    nnsrm.errors.UsageError
+        If the subject is not completely trained (stage 1 not run), or does not log an epoch asked for.
+    nnsrm.errors.StaleOutputError
+        If a folder is complete but was made otherwise (and not ``overwrite``).
     """
+    layout = ResultsLayout(root, cfg.data, cfg.model)
+    epochs = list(cfg.logged_epochs if epochs is None else epochs)
+    missing = [e for e in epochs if not layout.weights_path(subject, e).exists()]
+    if not atomic.is_complete(layout.subject_dir(subject)) or missing:
+        check_trained(cfg, layout, [subject])  # names what is missing
+        raise UsageError(f"{layout.weights_path(subject, missing[0])} missing: subject {subject} does not log epoch "
+                         f"{missing[0]}; run train_cifar.py --data {cfg.data} --model {cfg.model} first")
+    record = state.stage2_record(cfg, layout, subject)
+    results = {e: {"subject": subject, "epoch": e, "skipped": True} for e in epochs}
+    todo = _to_do(layout, subject, epochs, record, overwrite)
+    if not todo:
+        log.info("activations subj%02d: complete, skipped (--overwrite redoes it)", subject)
+        return [results[e] for e in epochs]
+    with contextlib.ExitStack() as locks:
+        for e in todo:
+            locks.enter_context(atomic.job_lock(layout.activations_dir(subject, e), _job_name(subject, e)))
+        # A writer that held a lock may have completed its folder meanwhile.
+        todo = _to_do(layout, subject, todo, record, overwrite)
+        if todo:
+            results.update(_extract(cfg, layout, subject, todo, record, data_dir))
+    return [results[e] for e in epochs]
+
+
+def _extract(cfg, layout, subject, epochs, record, data_dir) -> dict:
+    """The body of :func:`extract_subject`, run while holding the folders' locks; ``{epoch: result}``."""
     from nnsrm.jax_cache import enable_compilation_cache
     from nnsrm.training import cached_dataset
     from qmvpa.preproc import subsample_units
 
-    layout = ResultsLayout(root, cfg.data, cfg.model)
-    epochs = list(cfg.logged_epochs if epochs is None else epochs)
-    todo = [e for e in epochs if overwrite or not atomic.is_complete(layout.activations_dir(subject, e))]
-    results = {e: {"subject": subject, "epoch": e, "skipped": True} for e in epochs if e not in todo}
-    if todo:
-        for e in todo:
-            weights = layout.weights_path(subject, e)
-            if not weights.exists() or not atomic.is_complete(layout.subject_dir(subject)):
-                raise FileNotFoundError(f"{weights} missing or subject {subject} not fully trained; "
-                                        f"run train_cifar.py --data {cfg.data} --model {cfg.model} first")
-        enable_compilation_cache(root)
-        data = cached_dataset(cfg.data, None if data_dir is None else str(data_dir))
-        ex = get_extractor(cfg, data.input_shape, data.n_classes)
-        keep = [subsample_units(n, cfg.max_units, unit_seed(cfg, subject, name))
-                for n, name in zip(ex.sizes, ex.names)]
-        acts = ex.run([layout.weights_path(subject, e) for e in todo], [keep] * len(todo), data.x_test)
-        for e, layer_acts in zip(todo, acts):
-            out_dir = layout.activations_dir(subject, e)
-            atomic.clear_marker(out_dir)
-            atomic.remove_stale_temporaries(out_dir)
-            files = []
-            for name, a, k in zip(ex.names, layer_acts, keep):
-                if not np.isfinite(a).all():
-                    log.warning("subject %d epoch %d layer %s has NaN/Inf activations (diverged network?)",
-                                subject, e, name)
-                atomic.save_npy(layout.activation_path(subject, e, name), a)
-                atomic.save_npy(layout.units_kept_path(subject, e, name), np.asarray(k).astype(np.int64))
-                files += [layout.activation_path(subject, e, name), layout.units_kept_path(subject, e, name)]
-            atomic.write_marker(out_dir, files, subject=subject, epoch=e, layers=ex.names,
-                                n_images=len(data.x_test))
-            results[e] = {"subject": subject, "epoch": e, "skipped": False,
-                          "units": {n: len(k) for n, k in zip(ex.names, keep)}}
-    return [results[e] for e in epochs]
+    enable_compilation_cache(layout.root)
+    data = cached_dataset(cfg.data, None if data_dir is None else str(data_dir), cfg.subtract_mean)
+    ex = get_extractor(cfg, data.input_shape, data.n_classes)
+    keep = [subsample_units(n, cfg.max_units, unit_seed(cfg, subject, name)) for n, name in zip(ex.sizes, ex.names)]
+    for e in epochs:  # nothing of the old folders counts from here on
+        atomic.clear_marker(layout.activations_dir(subject, e))
+        atomic.remove_stale_temporaries(layout.activations_dir(subject, e))
+    acts = ex.run([layout.weights_path(subject, e) for e in epochs], [keep] * len(epochs), data.x_test)
+    results = {}
+    for e, layer_acts in zip(epochs, acts):
+        files = []
+        for name, a, k in zip(ex.names, layer_acts, keep):
+            if not np.isfinite(a).all():
+                log.warning("subject %d epoch %d layer %s has NaN/Inf activations (diverged network?)",
+                            subject, e, name)
+            atomic.save_npy(layout.activation_path(subject, e, name), a)
+            atomic.save_npy(layout.units_kept_path(subject, e, name), np.asarray(k).astype(np.int64))
+            files += [layout.activation_path(subject, e, name), layout.units_kept_path(subject, e, name)]
+        atomic.write_marker(layout.activations_dir(subject, e), files, subject=subject, epoch=e, layers=ex.names,
+                            n_images=len(data.x_test), **state.marker_fields(record))
+        results[e] = {"subject": subject, "epoch": e, "skipped": False,
+                      "units": {n: len(k) for n, k in zip(ex.names, keep)}}
+    return results
 
 
 def extract_activations(cfg, root: str | Path, subject: int, epoch: int, data_dir: str | None = None,
@@ -289,22 +375,39 @@ def extract_activations(cfg, root: str | Path, subject: int, epoch: int, data_di
     return extract_subject(cfg, root, subject, data_dir=data_dir, overwrite=overwrite, epochs=[epoch])[0]
 
 
-def write_condition_metadata(cfg, root: str | Path, data_dir: str | None = None) -> list:
-    """Write ``layers.json`` and ``test_labels.npy`` for a condition; return the layer names.
+def condition_metadata(cfg, data_dir: str | None = None) -> tuple[dict, np.ndarray]:
+    """What ``layers.json`` and ``test_labels.npy`` of a condition hold (computed, not written).
 
-    ``layers.json`` holds the analysed layers in depth order and the number of
-    units saved for each (after the unit cap).
+    Returns
+    -------
+    layers : dict
+        ``{"layers": [names in depth order], "units": {name: units saved (after the cap)},
+        "units_before_cap": {...}, "made_with": {"max_units", "analysed_layers"}}``.
+    labels : ndarray of int64, shape (n_test_images,)
     """
     from nnsrm.training import cached_dataset
 
-    layout = ResultsLayout(root, cfg.data, cfg.model)
-    data = cached_dataset(cfg.data, None if data_dir is None else str(data_dir))
-    ex = get_extractor(cfg, data.input_shape, data.n_classes)
+    data = cached_dataset(cfg.data, None if data_dir is None else str(data_dir), cfg.subtract_mean)
+    ex = get_extractor(cfg, data.input_shape, data.n_classes)  # the network stage 2's jobs will use
     names, sizes = ex.names, ex.sizes
-    atomic.write_json(layout.layers_path, {
+    layers = {
         "layers": names,
         "units": {n: min(s, cfg.max_units) for n, s in zip(names, sizes)},
         "units_before_cap": dict(zip(names, sizes)),
-    })
-    atomic.save_npy(layout.test_labels_path, data.y_test.astype(np.int64))
-    return names
+        state.RECORD_KEY: {"max_units": cfg.max_units, "analysed_layers": list(cfg.analysed_layers)},
+    }
+    return layers, data.y_test.astype(np.int64)
+
+
+def write_condition_metadata(cfg, root: str | Path, data_dir: str | None = None, metadata=None) -> list:
+    """Write ``layers.json`` and ``test_labels.npy`` for a condition (each only if it changed); return the layer names.
+
+    ``layers.json`` holds the analysed layers in depth order, the number of
+    units saved for each (after the unit cap) and the extraction parameters.
+    ``metadata`` is :func:`condition_metadata`'s result, if already computed.
+    """
+    layout = ResultsLayout(root, cfg.data, cfg.model)
+    layers, labels = metadata if metadata is not None else condition_metadata(cfg, data_dir)
+    state.write_json_if_changed(layout.layers_path, layers)
+    state.write_npy_if_changed(layout.test_labels_path, labels)
+    return layers["layers"]

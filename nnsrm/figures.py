@@ -39,6 +39,7 @@ from typing import Sequence
 import numpy as np
 
 from nnsrm.atomic import atomic_path, is_complete
+from nnsrm.errors import MissingInputError, UsageError
 from nnsrm.paths import ResultsLayout
 
 log = logging.getLogger(__name__)
@@ -111,17 +112,17 @@ def check_analyses(root, data: str, model: str) -> ResultsLayout:
     layout = ResultsLayout(Path(root), data, model)
     cond = f"{data}×{model}"
     if not layout.root.is_dir():
-        raise FileNotFoundError(f"results root {layout.root} does not exist: run train_cifar.py, "
+        raise MissingInputError(f"results root {layout.root} does not exist: run train_cifar.py, "
                                 f"save_acts_cifar.py and run_analyses.py first (or pass the --root they used)")
     if not layout.condition_dir.is_dir():
         found = ", ".join(f"{d}×{m}" for d, m in analysed_conditions(layout.root)) or "none"
-        raise FileNotFoundError(f"no results for {cond} under {layout.root} (analysed there: {found}): run "
+        raise MissingInputError(f"no results for {cond} under {layout.root} (analysed there: {found}): run "
                                 f"{_run('train_cifar.py', layout)} first")
     if not layout.summary_path.is_file():
-        if not layout.layers_path.is_file():
-            raise FileNotFoundError(f"no activations for {cond} under {layout.root}: run "
+        if not layout.layers_path.is_file() and not layout.manifest_path.is_file():
+            raise MissingInputError(f"no activations for {cond} under {layout.root}: run "
                                     f"{_run('save_acts_cifar.py', layout)} first")
-        raise FileNotFoundError(f"no analyses for {cond} under {layout.root}: run "
+        raise MissingInputError(f"no analyses for {cond} under {layout.root}: run "
                                 f"{_run('run_analyses.py', layout)} first")
     return layout
 
@@ -134,7 +135,7 @@ def load_summary(root, data: str, model: str):
     try:
         return vis.load_summary(layout.summary_path)
     except ValueError as err:
-        raise ValueError(f"{err}: run {_run('run_analyses.py', layout)} (again)") from None
+        raise UsageError(f"{err}: run {_run('run_analyses.py', layout)} (again)") from None
 
 
 def load_summaries(root, first: tuple[str, str] | None = None):
@@ -160,7 +161,7 @@ def load_summaries(root, first: tuple[str, str] | None = None):
                 raise
             log.warning("leaving %s×%s out of the multi-condition figures: %s", data, model, err)
     if not frames:
-        raise FileNotFoundError(f"no analyses under {root}: run run_analyses.py first")
+        raise MissingInputError(f"no analyses under {root}: run run_analyses.py first")
     return pd.concat(frames, ignore_index=True)
 
 
@@ -180,16 +181,16 @@ def choose_epoch_layer(summary, epoch=None, layer=None) -> tuple[int, str]:
         try:
             epoch = int(epoch)
         except (TypeError, ValueError):
-            raise ValueError(f"epoch must be an integer, got {epoch!r}") from None
+            raise UsageError(f"epoch must be an integer, got {epoch!r}") from None
         if epoch not in epochs:
-            raise ValueError(f"epoch {epoch} was not analysed; analysed epochs: {epochs}")
+            raise UsageError(f"epoch {epoch} was not analysed; analysed epochs: {epochs}")
     if layer in (None, ""):
         # The output layer's units correspond across networks by construction (unit i = class i), so
         # it aligns without SRM: the deepest *hidden* layer shows the contrast the figures are about.
         hidden = [name for name in layers if name != OUTPUT_LAYER]
         layer = (hidden or layers)[-1]
     elif layer not in layers:
-        raise ValueError(f"layer {layer!r} was not analysed; analysed layers: {layers}")
+        raise UsageError(f"layer {layer!r} was not analysed; analysed layers: {layers}")
     return epoch, str(layer)
 
 
@@ -198,7 +199,7 @@ def results_path(root, data: str, model: str, epoch: int, layer: str) -> Path:
     layout = ResultsLayout(Path(root), data, model)
     folder = layout.analysis_dir(int(epoch), layer)
     if not is_complete(folder) or not (folder / RESULTS_NAME).is_file():
-        raise FileNotFoundError(f"no complete analysis of epoch {epoch}, layer {layer} for {data}×{model} "
+        raise MissingInputError(f"no complete analysis of epoch {epoch}, layer {layer} for {data}×{model} "
                                 f"({folder}): run {_run('run_analyses.py', layout)} --only-epochs {epoch} "
                                 f"--only-layers {layer} first")
     return folder / RESULTS_NAME
@@ -283,7 +284,7 @@ def float_param(name: str, default: float) -> float:
     try:
         return float(value)
     except ValueError:
-        raise ValueError(f"NNSRM_{name.upper()} must be a number, got {value!r}") from None
+        raise UsageError(f"NNSRM_{name.upper()} must be a number, got {value!r}") from None
 
 
 def held_out_activity(root, data: str, model: str, epoch: int, layer: str, n_networks: int = 5) -> dict:

@@ -86,7 +86,7 @@ def base_rate_index(optimizer) -> int:
 
 def configured_optimizer(cfg):
     """The configured optimiser (``make_optimizer``) with the decay and plateau control attached."""
-    from nnsrm.training import make_optimizer  # moves to nnsrm.optimizers with the Keras-2 RMSprop
+    from nnsrm.optimizers import make_optimizer
 
     optimizer = make_optimizer(cfg)
     attach_learning_rate_control(optimizer, cfg)
@@ -120,7 +120,7 @@ class PlateauRule:
     wait: int = 0
 
     @classmethod
-    def from_config(cls, cfg) -> "PlateauRule":
+    def from_config(cls, cfg) -> PlateauRule:
         return cls(base_lr=float(cfg.learning_rate), factor=float(cfg.plateau_factor),
                    patience=int(cfg.plateau_patience), min_lr=float(cfg.plateau_min_lr))
 
@@ -141,5 +141,5 @@ class PlateauRule:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, state: dict) -> "PlateauRule":
+    def from_dict(cls, state: dict) -> PlateauRule:
         return cls(**{f.name: state[f.name] for f in dataclasses.fields(cls)})

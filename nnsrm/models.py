@@ -7,10 +7,14 @@ the analyses read have stable names: ``pool1``, ``pool2``, ``dense1``,
 ``logits`` are pre-activation, as in the paper.
 
 - ``conv`` on 32×32 images (CIFAR): Keras' classic cifar10 CNN.
-- ``conv`` on 28×28 images (MNIST): Keras' mnist_cnn example.
+- ``conv`` on 28×28 images (MNIST): the original study's ``get_mnist_convnet``
+  (conv 32 'same', conv 32, max-pool, dense 256, logits; no dropout).
 - ``conv`` on 8×8 images (digits): a small conv net of the same shape of
   computation (two conv blocks with a max-pool each, dense 128, logits).
-- ``mlp``: Keras' mnist_mlp (dense 512 → relu → dropout .2, twice).
+- ``mlp`` on 28×28 images (MNIST): the original study's ``get_mnist_stdnet``
+  (dense 512 → relu → dense 256 → relu → logits; no dropout).
+- ``mlp`` on other images (digits): Keras' mnist_mlp example (dense 512 →
+  relu → dropout .2, twice).
 - ``resnet18``: see ``resnet.py``.
 """
 
@@ -23,6 +27,8 @@ os.environ.setdefault("KERAS_BACKEND", "jax")  # our default; KERAS_BACKEND=tens
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import layers  # noqa: E402
+
+from nnsrm.errors import UsageError  # noqa: E402
 
 MODEL_NAMES = ("conv", "mlp", "resnet18")
 
@@ -96,17 +102,25 @@ def digits_conv(x, n_classes, seeds):
 
 
 def mnist_conv(x, n_classes, seeds):
-    """Keras' mnist_cnn example (input 28×28×1)."""
-    x = _conv(32, seeds, "conv1", padding="valid")(x)
+    """The original study's MNIST conv net (``get_mnist_convnet``; input 28×28×1)."""
+    x = _conv(32, seeds, "conv1", padding="same")(x)
     x = layers.Activation("relu", name="relu1")(x)
-    x = _conv(64, seeds, "conv2", padding="valid")(x)
+    x = _conv(32, seeds, "conv2", padding="valid")(x)
     x = layers.Activation("relu", name="relu2")(x)
-    x = layers.MaxPooling2D(2, name="pool1")(x)
-    x = _dropout(0.25, seeds, "drop1")(x)
+    x = layers.MaxPooling2D(2, name="pool1")(x)  # (13, 13, 32): 5,408 units
     x = layers.Flatten(name="flatten")(x)
-    x = _dense(128, seeds, "dense1")(x)
+    x = _dense(256, seeds, "dense1")(x)
     x = layers.Activation("relu", name="relu3")(x)
-    x = _dropout(0.5, seeds, "drop2")(x)
+    return _dense(n_classes, seeds, "logits")(x)
+
+
+def mnist_mlp(x, n_classes, seeds):
+    """The original study's MNIST MLP (``get_mnist_stdnet``: 512-256-10, ReLU, no dropout)."""
+    x = layers.Flatten(name="flatten")(x)
+    x = _dense(512, seeds, "dense1")(x)
+    x = layers.Activation("relu", name="relu1")(x)
+    x = _dense(256, seeds, "dense2")(x)
+    x = layers.Activation("relu", name="relu2")(x)
     return _dense(n_classes, seeds, "logits")(x)
 
 
@@ -152,7 +166,7 @@ def build_model(name: str, input_shape: tuple, n_classes: int, seed: int, *,
         layer is named ``logits``.
     """
     if name not in MODEL_NAMES:
-        raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODEL_NAMES)}")
+        raise UsageError(f"unknown model {name!r}; choose from {', '.join(MODEL_NAMES)}")
     keras.utils.set_random_seed(seed)  # anything not seeded explicitly below
     if name == "resnet18":
         from nnsrm import resnet
@@ -166,7 +180,7 @@ def build_model(name: str, input_shape: tuple, n_classes: int, seed: int, *,
     x = augmentation(inputs, seed) if augment else inputs
     seeds = LayerSeeds(seed)
     if name == "mlp":
-        logits = mlp(x, n_classes, seeds)
+        logits = (mnist_mlp if input_shape[0] == 28 else mlp)(x, n_classes, seeds)
     elif input_shape[0] >= 32:
         logits = cifar_conv(x, n_classes, seeds)
     elif input_shape[0] >= 28:
@@ -214,11 +228,11 @@ def select_layers(model: keras.Model, selectors) -> list:
             if which == "odd":
                 matches = matches[::2]
             elif which:
-                raise ValueError(f"layer selector {sel!r}: only ':odd' may follow the type")
+                raise UsageError(f"layer selector {sel!r}: only ':odd' may follow the type")
         else:
-            raise ValueError(f"layer selector {sel!r} must start with 'name:' or 'type:'")
+            raise UsageError(f"layer selector {sel!r} must start with 'name:' or 'type:'")
         if not matches:
-            raise ValueError(f"layer selector {sel!r} matches no layer of model {model.name}")
+            raise UsageError(f"layer selector {sel!r} matches no layer of model {model.name}")
         chosen.extend(m for m in matches if m not in chosen)
     order = {layer.name: i for i, layer in enumerate(layer_list)}
     return sorted(chosen, key=order.__getitem__)

@@ -5,6 +5,7 @@ The layout is meant to be browsed by a person::
     ROOT/<data>/<model>/config.json                         resolved experiment config
     ROOT/<data>/<model>/test_labels.npy                     labels of the test images (int)
     ROOT/<data>/<model>/layers.json                         analysed layers in depth order, units
+    ROOT/<data>/<model>/manifest.json                       activations registered with nnsrm register
     ROOT/<data>/<model>/subj<NN>/weights.<EEE>.weights.h5   stage 1, one per logged epoch
     ROOT/<data>/<model>/subj<NN>/history.csv                stage 1
     ROOT/<data>/<model>/subj<NN>/epoch_<EEE>/activations/<layer>.npy   stage 2 (images × units)
@@ -46,6 +47,11 @@ class ResultsLayout:
     def layers_path(self) -> Path:
         """JSON ``{"layers": [names in depth order], "units": {name: n_units_saved}}`` (stage 2)."""
         return self.condition_dir / "layers.json"
+
+    @property
+    def manifest_path(self) -> Path:
+        """JSON list of activation files made elsewhere and registered with ``nnsrm register`` (no stage 1-2)."""
+        return self.condition_dir / "manifest.json"
 
     def subject_dir(self, subject: int) -> Path:
         return self.condition_dir / f"subj{subject:02d}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Sequence
 
-from nnsrm import console
+from nnsrm import console, interrupts
 from nnsrm.jobs import Job, JobsFailed, RunReport, job_failure
 
 log = logging.getLogger(__name__)
@@ -21,9 +21,12 @@ def run_in_process(jobs: Sequence[Job], desc: str = "jobs", progress: bool = Tru
     """Run ``jobs`` one after another in this process; collect results and failures (raises nothing)."""
     report = RunReport()
     for job in console.progress(jobs, desc=desc, unit="job", enabled=progress):
+        interrupts.check()
         try:
             report.results[job.name] = job()
         except Exception as err:  # noqa: BLE001 - collected and reported at the end
+            if interrupts.received():  # Ctrl-C, turned into another exception inside a library: stop
+                raise KeyboardInterrupt from err
             log.debug("job %s failed", job.name, exc_info=True)
             report.failures.append(job_failure(job.name, err))
     return report

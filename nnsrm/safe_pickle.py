@@ -23,6 +23,8 @@ from typing import BinaryIO
 
 import numpy as np
 
+from nnsrm.errors import UsageError
+
 try:  # NumPy 2
     from numpy._core.multiarray import _reconstruct
 except ImportError:  # NumPy 1
@@ -48,8 +50,11 @@ class RefusedGlobal(pickle.UnpicklingError):
         super().__init__(f"refused global {self.qualified_name}")
 
 
-class UnsafeArchiveError(ValueError):
-    """An archive's pickle asked for more than official CIFAR data; nothing of it was run."""
+class UnsafeArchiveError(UsageError):
+    """An archive's pickle asked for more than official CIFAR data; nothing of it was run.
+
+    Bad input (exit status 2): a ``ValueError`` through :class:`nnsrm.errors.UsageError`.
+    """
 
 
 class CifarUnpickler(pickle.Unpickler):

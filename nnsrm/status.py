@@ -6,17 +6,23 @@
 Each stage is a list of jobs (stage 1: one per subject, stage 2: one per
 subject × logged epoch, stage 3: one per logged epoch × layer), and each job
 leaves a completion marker (``_complete.json``) listing its files with their
-sizes and SHA-256 checksums. A job is
+sizes and SHA-256 checksums, and what made them (:mod:`nnsrm.state`). A job is
 
 - ``complete``: its marker is there and every file it lists has the recorded
   size (with ``--verify`` also the recorded checksum, which reads every byte);
+- ``stale``: complete, but made with other settings or from other inputs than
+  the condition has now (stage 1: other training settings than ``config.json``;
+  stage 2: other weights than the subject's, or other extraction settings than
+  ``layers.json``; stage 3: other activations than stage 2's). The stage
+  scripts refuse to mix such outputs: rerun that stage with ``--overwrite``;
 - ``missing``: no marker (never run, or killed before it finished);
 - ``corrupt``: a marker whose files are gone, truncated or changed.
 
 The stage scripts skip exactly the jobs this command calls complete (without
-``--verify``) and redo the others. The expected jobs come from the condition's
-``config.json`` (written by stage 1) and ``layers.json`` (stage 2). Hidden
-``.*.tmp*`` files are what a killed run was writing; no job reads them.
+``--verify``) and redo the missing and corrupt ones. The expected jobs come
+from the condition's ``config.json`` (written by stage 1) and ``layers.json``
+(stage 2). Hidden ``.*.tmp*`` files are what a killed run was writing; no job
+reads them. A hidden ``.lock`` file in a job's folder is its lock (it holds no data).
 
 Nothing here imports Keras or writes anything.
 """
@@ -28,11 +34,12 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from nnsrm import atomic, cli
+from nnsrm import atomic, cli, state
+from nnsrm.errors import MissingInputError
 from nnsrm.paths import ResultsLayout
 
 STAGES = {1: "train", 2: "activations", 3: "analyses"}
-STATES = ("complete", "missing", "corrupt")
+STATES = ("complete", "stale", "missing", "corrupt")
 SHOW_AT_MOST = 20  # unfinished jobs listed per stage without --all
 
 
@@ -70,21 +77,25 @@ class ConditionStatus:
             "missing" in note or "unreadable" in note for note in self.notes.values())
 
 
-def job_status(stage: int, name: str, directory: Path, verify: bool = False) -> JobStatus:
+def job_status(stage: int, name: str, directory: Path, verify: bool = False, wanted: dict | None = None) -> JobStatus:
     """The state of the job whose marker lives in ``directory``, with the reason if not complete.
 
-    The state is :func:`nnsrm.atomic.marker_status`'s, so it is what the stage
-    scripts' skip logic sees.
+    The state is :func:`nnsrm.state.job_state`'s (``wanted`` is the record the
+    job's outputs should have been made with; None skips that comparison), so it
+    is what the stage scripts' skip logic sees.
     """
     directory = Path(directory)
-    state = atomic.marker_status(directory, verify=verify)
-    if state == "complete":
-        return JobStatus(stage, name, directory, state)
-    if state == "missing":
-        started = directory.is_dir() and any(p.name != atomic.MARKER_NAME for p in directory.iterdir())
-        return JobStatus(stage, name, directory, state,
+    st, detail = state.job_state(directory, wanted, verify=verify)
+    if st == "complete":
+        return JobStatus(stage, name, directory, st)
+    if st == "stale":
+        return JobStatus(stage, name, directory, st, detail.replace("this run asks for", "the condition now has"))
+    if st == "missing":
+        started = directory.is_dir() and any(p.name not in (atomic.MARKER_NAME, atomic.LOCK_NAME)
+                                             for p in directory.iterdir())
+        return JobStatus(stage, name, directory, st,
                          "started but not finished (killed?)" if started else "not started")
-    return JobStatus(stage, name, directory, state, _corruption(directory, verify))
+    return JobStatus(stage, name, directory, st, _corruption(directory, verify))
 
 
 def _corruption(directory: Path, verify: bool) -> str:
@@ -118,14 +129,16 @@ def condition_status(layout: ResultsLayout, verify: bool = False) -> ConditionSt
 
     Raises
     ------
-    FileNotFoundError
-        If the condition folder does not exist.
+    nnsrm.errors.MissingInputError
+        If the condition folder does not exist (also a ``FileNotFoundError``).
     """
     from nnsrm.run_config import load_trained_config
 
     if not layout.condition_dir.is_dir():
-        raise FileNotFoundError(f"no results for {layout.data}×{layout.model} under {layout.root} "
+        raise MissingInputError(f"no results for {layout.data}×{layout.model} under {layout.root} "
                                 f"({layout.condition_dir} does not exist); run train_cifar.py first")
+    if layout.manifest_path.is_file() and not layout.config_path.exists():
+        return _registered_status(layout, verify)
     jobs, notes = [], {}
     temp = {1: 0, 2: 0, 3: len(_temp_files(layout.analyses_dir))}
     for subj_dir in sorted(layout.condition_dir.glob("subj*")):
@@ -139,28 +152,35 @@ def condition_status(layout: ResultsLayout, verify: bool = False) -> ConditionSt
             notes[stage] = f"config.json {reason}: the expected jobs are unknown (run train_cifar.py)"
         return ConditionStatus(layout, jobs, notes, temp, "config.json " + reason)
 
-    for s in cfg.subjects:
-        jobs.append(job_status(1, f"train subj{s:02d}", layout.subject_dir(s), verify))
-    for s in cfg.subjects:
-        for e in cfg.logged_epochs:
-            jobs.append(job_status(2, f"activations subj{s:02d} epoch {e:03d}",
-                                   layout.activations_dir(s, e), verify))
-    stage2_meta = [p.name for p in (layout.layers_path, layout.test_labels_path) if not p.exists()]
-    if stage2_meta:
-        notes[2] = f"{' and '.join(stage2_meta)} missing (written by save_acts_cifar.py)"
-
-    layers = None
+    layers, extraction = None, None
     if layout.layers_path.exists():
         try:
-            layers = [str(name) for name in json.loads(layout.layers_path.read_text())["layers"]]
+            info = json.loads(layout.layers_path.read_text())
+            layers = [str(name) for name in info["layers"]]
+            extraction = info.get(state.RECORD_KEY)
         except (ValueError, KeyError, TypeError):
             notes[3] = "layers.json unreadable: the expected jobs are unknown (rerun save_acts_cifar.py)"
     elif 3 not in notes:
         notes[3] = "layers.json missing: the expected jobs are unknown until stage 2 has run"
+
+    stage1 = state.stage1_record(cfg)
+    for s in cfg.subjects:
+        jobs.append(job_status(1, f"train subj{s:02d}", layout.subject_dir(s), verify, stage1))
+    for s in cfg.subjects:
+        for e in cfg.logged_epochs:
+            adir = layout.activations_dir(s, e)
+            jobs.append(job_status(2, f"activations subj{s:02d} epoch {e:03d}", adir, verify,
+                                   _stage2_wanted(layout, s, adir, extraction)))
+    stage2_meta = [p.name for p in (layout.layers_path, layout.test_labels_path) if not p.exists()]
+    if stage2_meta:
+        notes[2] = f"{' and '.join(stage2_meta)} missing (written by save_acts_cifar.py)"
+
     if layers is not None:
         for e in cfg.logged_epochs:
             for layer in layers:
-                jobs.append(job_status(3, f"epoch {e:03d} layer {layer}", layout.analysis_dir(e, layer), verify))
+                jdir = layout.analysis_dir(e, layer)
+                jobs.append(job_status(3, f"epoch {e:03d} layer {layer}", jdir, verify,
+                                       _stage3_wanted(layout, e, jdir)))
         if not layout.summary_path.exists():
             notes[3] = "summary.csv missing (written by run_analyses.py)"
     description = (f"{cfg.n_subjects} subjects, epochs {' '.join(map(str, cfg.logged_epochs))}"
@@ -168,8 +188,62 @@ def condition_status(layout: ResultsLayout, verify: bool = False) -> ConditionSt
     return ConditionStatus(layout, jobs, notes, temp, description)
 
 
+def _registered_status(layout: ResultsLayout, verify: bool) -> ConditionStatus:
+    """A condition registered with ``nnsrm register``: no stages 1-2; stage 3's jobs from the manifest."""
+    from nnsrm.manifest import ManifestSource
+
+    temp = {1: 0, 2: 0, 3: len(_temp_files(layout.analyses_dir))}
+    notes = {1: "registered activations (nnsrm register): not trained here",
+             2: "registered activations (nnsrm register): not recorded here"}
+    try:
+        source = ManifestSource(layout)
+        epochs, layers, subjects = source.epochs(), source.layers(), source.subjects()
+    except cli.UsageError as err:
+        notes[3] = f"manifest.json unusable: {str(err).splitlines()[0]}"
+        return ConditionStatus(layout, [], notes, temp, "registered; manifest.json unusable")
+    jobs = []
+    for e in epochs:
+        for layer in layers:
+            jdir = layout.analysis_dir(e, layer)
+            jobs.append(job_status(3, f"epoch {e:03d} layer {layer}", jdir, verify, _stage3_wanted(layout, e, jdir)))
+    if not layout.summary_path.exists():
+        notes[3] = "summary.csv missing (written by nnsrm analyse)"
+    description = (f"registered: {len(subjects)} networks, checkpoints {' '.join(map(str, epochs))}, "
+                   f"layers {' '.join(layers)}")
+    return ConditionStatus(layout, jobs, notes, temp, description)
+
+
+def _stage2_wanted(layout: ResultsLayout, subject: int, directory: Path, extraction) -> dict:
+    """The record a stage-2 job should have now: the subject's current weights, ``layers.json``'s settings.
+
+    Without settings in ``layers.json`` (written by an earlier nnsrm) only the
+    weights are compared.
+    """
+    own = state.recorded(directory) or {}
+    settings = extraction if isinstance(extraction, dict) else {k: v for k, v in own.items() if k != "stage1"}
+    return {"stage1": atomic.marker_digest(layout.subject_dir(subject)), **settings}
+
+
+def _stage3_wanted(layout: ResultsLayout, epoch: int, directory: Path) -> dict | None:
+    """The record a stage-3 job should have now: its own parameters and subjects, stage 2's current outputs.
+
+    The parameters of stage 3 live only on its command line, so they are taken
+    from the job's own record: status finds jobs whose inputs changed.
+    """
+    own = state.recorded(directory)
+    if own is None or not isinstance(own.get("subjects"), list):
+        return {"inputs": None}  # an unrecorded marker: stale, as the stage script would say
+    return {"params": own.get("params"), "subjects": own["subjects"],
+            "inputs": state.stage3_inputs(layout, epoch, own["subjects"])}
+
+
 def find_conditions(root: Path) -> list:
-    """``(data, model)`` of every condition folder under ``root`` (one with a config.json or subj folders)."""
+    """``(data, model)`` of every condition folder under ``root``.
+
+    A condition folder has a config.json or subj folders (the pipeline's own
+    networks), or a manifest.json (networks registered with ``nnsrm register``,
+    under any data and model names).
+    """
     from nnsrm import config
 
     out = []
@@ -178,18 +252,22 @@ def find_conditions(root: Path) -> list:
             d = Path(root) / data / model
             if d.is_dir() and ((d / "config.json").exists() or any(d.glob("subj*"))):
                 out.append((data, model))
+    for manifest in sorted(Path(root).glob("*/*/manifest.json")):
+        pair = (manifest.parent.parent.name, manifest.parent.name)
+        if pair not in out:
+            out.append(pair)
     return out
 
 
 def format_table(status: ConditionStatus, show_all: bool = False) -> str:
     """The status of one condition as a plain-text table, then the jobs that are not complete."""
     lines = [f"{status.layout.condition_dir}" + (f"  ({status.description})" if status.description else "")]
-    header = ("stage", "jobs", "complete", "missing", "corrupt", "temp files")
+    header = ("stage", "jobs", "complete", "stale", "missing", "corrupt", "temp files")
     rows = []
     for stage, label in STAGES.items():
         c = status.counts(stage)
         n = sum(c.values())
-        rows.append((f"{stage} {label}", str(n), str(c["complete"]), str(c["missing"]), str(c["corrupt"]),
+        rows.append((f"{stage} {label}", str(n), *(str(c[s]) for s in STATES),
                      str(status.temp_files.get(stage, 0))))
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
 
@@ -210,14 +288,12 @@ def format_table(status: ConditionStatus, show_all: bool = False) -> str:
 
 
 def build_parser():
-    from nnsrm import config
-
-    parser = cli.OneLineArgumentParser(prog="status.py", description=__doc__.split("\n\n")[0])
+    parser = cli.OneLineArgumentParser(prog=cli.program_name("status.py"), description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=Path("results"), help="results root (default: %(default)s)")
-    parser.add_argument("--data", choices=sorted(config.DATASETS), default=None,
-                        help="only this dataset (default: every condition found)")
-    parser.add_argument("--model", choices=sorted(config.MODELS), default=None,
-                        help="only this architecture (default: every condition found)")
+    parser.add_argument("--data", default=None,
+                        help="only this dataset, configured or registered (default: every condition found)")
+    parser.add_argument("--model", default=None,
+                        help="only this architecture, configured or registered (default: every condition found)")
     parser.add_argument("--verify", action="store_true",
                         help="also compare every file's SHA-256 with its marker (reads every byte)")
     parser.add_argument("--all", action="store_true", dest="show_all",
@@ -249,6 +325,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     incomplete = not all(s.all_complete for s in statuses)
     hint = ("; rerun a stage's script to redo its missing and corrupt jobs (complete ones are skipped)"
             if incomplete else "")
+    if any(j.state == "stale" for s in statuses for j in s.jobs):
+        hint += ("; stale jobs were made with other settings or inputs than the condition has now: rerun "
+                 "their stage with --overwrite (and the flags you mean), or use another --root")
     print(f"\nchecked {checked}{hint}")
     if any(sum(s.temp_files.values()) for s in statuses):
         print("temp files (.*.tmp*) are what a killed run was writing; no job reads them, and they are safe "

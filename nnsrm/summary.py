@@ -6,6 +6,10 @@ value``; ``subject`` is a network id (``"3"``), a pair (``"0-3"``) or ``"all"``.
 It is rebuilt from the jobs' ``results.npz`` files at the end of every run
 (cheap, and always consistent with them). The metrics are listed in
 :data:`METRICS`; docs/analyses.md gives their formulas.
+
+A job's rows come from :func:`job_rows`, whether the job's result is a
+``results.npz`` on disk (:func:`build_summary`) or a dict in memory
+(:func:`nnsrm.compare`), so both routes give the same table.
 """
 
 from __future__ import annotations
@@ -47,6 +51,71 @@ def completed_jobs(layout: ResultsLayout) -> list[tuple[int, str, Path]]:
     return out
 
 
+def final_reference(result) -> tuple[np.ndarray, np.ndarray]:
+    """``(wrsm_native, test_idx)`` of a layer's final-epoch job: what the ``*_final_wrsm`` metrics compare with.
+
+    ``result`` is a job's result: an open ``results.npz`` or the dict
+    :func:`nnsrm.analysis.job_result` returns.
+    """
+    return np.asarray(result["wrsm_native"]), np.asarray(result["test_idx"])
+
+
+def job_rows(result, data: str, model: str, epoch: int, layer: str, final=None, where: str = "") -> list[dict]:
+    """The summary rows of one job, from its result in memory or on disk (the same rows either way).
+
+    Parameters
+    ----------
+    result : mapping
+        The job's arrays: an open ``results.npz`` (``np.load``) or the dict
+        :func:`nnsrm.analysis.job_result` returns.
+    data, model : str
+        The condition.
+    epoch : int
+    layer : str
+    final : tuple, optional
+        :func:`final_reference` of the layer's final epoch; None leaves out the ``*_final_wrsm`` metrics.
+    where : str
+        The job in warnings (e.g. its ``results.npz``).
+
+    Returns
+    -------
+    list of dict
+        One dict per row, keys :data:`SUMMARY_COLUMNS`.
+    """
+    meta = json.loads(str(result["meta"]))
+    base = dict(data=data, model=model, epoch=int(epoch), layer=layer, layer_depth=int(meta["layer_depth"]))
+    rows = []
+    subjects = np.asarray(result["subjects"]).tolist()
+    for metric in ("var_exp_fit", "var_exp_test"):
+        rows += [dict(base, subject=str(s), metric=metric, value=float(v))
+                 for s, v in zip(subjects, result[metric])]
+    for metric in ("r_shared_irsm_wrsm", "r_native_irsm_wrsm"):
+        rows.append(dict(base, subject="all", metric=metric, value=float(result[metric])))
+    if final is not None:
+        final_wrsm, final_test_idx = final
+        if np.array_equal(result["test_idx"], final_test_idx):
+            for space in ("shared", "native"):
+                r = rsa.rsm_similarity(result[f"irsm_{space}"], final_wrsm)
+                rows.append(dict(base, subject="all", metric=f"r_{space}_irsm_final_wrsm", value=r))
+        else:
+            log.warning("summary: %s used other held-out images than the final epoch; no *_final_wrsm "
+                        "metrics for it", where or f"epoch {epoch} layer {layer}")
+    rows += [dict(base, subject=f"{i}-{j}", metric="consistency", value=float(v))
+             for (i, j), v in zip(np.asarray(result["consistency_pairs"]).tolist(), result["consistency"])]
+    return rows
+
+
+def summary_frame(rows):
+    """The tidy summary table of ``rows`` (from :func:`job_rows`), sorted by epoch, depth and metric."""
+    import pandas as pd
+
+    df = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+    if len(df):
+        df["metric_order"] = df["metric"].map({m: i for i, m in enumerate(METRICS)})
+        df = df.sort_values(["epoch", "layer_depth", "metric_order"], kind="stable").drop(columns="metric_order")
+    return df.reset_index(drop=True)
+
+
 def build_summary(layout: ResultsLayout, final_epoch: int | None = None):
     """The tidy summary table of every complete job, as a pandas DataFrame.
 
@@ -58,49 +127,26 @@ def build_summary(layout: ResultsLayout, final_epoch: int | None = None):
     (against the final epoch's native mean wRSM; left out, with a warning, for a
     layer whose final epoch has not been analysed or used other held-out
     images), ``consistency`` (per pair). ``final_epoch`` defaults, per layer,
-    to the latest analysed epoch.
+    to the latest analysed epoch. The rows of each job are :func:`job_rows`'s,
+    as for the in-memory route (:func:`nnsrm.compare`).
     """
-    import pandas as pd
-
     rows = []
     by_layer = {}
     for epoch, layer, folder in completed_jobs(layout):
         by_layer.setdefault(layer, {})[epoch] = folder / RESULTS_NAME
     for layer, files in by_layer.items():
         final = max(files) if final_epoch is None else final_epoch
-        final_wrsm = final_test_idx = None
+        reference = None
         if final in files:
             with np.load(files[final]) as z:
-                final_wrsm, final_test_idx = z["wrsm_native"], z["test_idx"]
+                reference = final_reference(z)
         else:
             log.warning("summary: layer %s has no analysed final epoch %s; leaving out the *_final_wrsm "
                         "metrics", layer, final)
         for epoch in sorted(files):
             with np.load(files[epoch]) as z:
-                meta = json.loads(str(z["meta"]))
-                base = dict(data=layout.data, model=layout.model, epoch=epoch, layer=layer,
-                            layer_depth=int(meta["layer_depth"]))
-                subjects = z["subjects"].tolist()
-                for metric in ("var_exp_fit", "var_exp_test"):
-                    rows += [dict(base, subject=str(s), metric=metric, value=float(v))
-                             for s, v in zip(subjects, z[metric])]
-                for metric in ("r_shared_irsm_wrsm", "r_native_irsm_wrsm"):
-                    rows.append(dict(base, subject="all", metric=metric, value=float(z[metric])))
-                if final_wrsm is not None:
-                    if np.array_equal(z["test_idx"], final_test_idx):
-                        for space in ("shared", "native"):
-                            r = rsa.rsm_similarity(z[f"irsm_{space}"], final_wrsm)
-                            rows.append(dict(base, subject="all", metric=f"r_{space}_irsm_final_wrsm", value=r))
-                    else:
-                        log.warning("summary: %s used other held-out images than epoch %d; no *_final_wrsm "
-                                    "metrics for it", files[epoch], final)
-                rows += [dict(base, subject=f"{i}-{j}", metric="consistency", value=float(v))
-                         for (i, j), v in zip(z["consistency_pairs"].tolist(), z["consistency"])]
-    df = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
-    if len(df):
-        df["metric_order"] = df["metric"].map({m: i for i, m in enumerate(METRICS)})
-        df = df.sort_values(["epoch", "layer_depth", "metric_order"], kind="stable").drop(columns="metric_order")
-    return df.reset_index(drop=True)
+                rows += job_rows(z, layout.data, layout.model, epoch, layer, reference, where=str(files[epoch]))
+    return summary_frame(rows)
 
 
 def write_summary(layout: ResultsLayout, final_epoch: int | None = None):

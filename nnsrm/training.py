@@ -14,13 +14,16 @@ compiled programs) or :class:`nnsrm.fit_training.FitEngine` (any backend:
 
 At every logged epoch each subject also gets a checkpoint
 (:mod:`nnsrm.checkpoint`), so a killed job resumes from the last logged epoch
-and ends with the weights an uninterrupted run gives. A completion marker
-(with the seed and the resolved configuration) is written last, and the
-checkpoint removed.
+and ends with the weights an uninterrupted run gives. A completion marker is
+written last, recording what made the outputs (:func:`nnsrm.state.stage1_record`),
+and the checkpoint removed. A subject complete with other settings stops the
+job (:class:`nnsrm.errors.StaleOutputError`) unless ``overwrite``; the job holds
+its subjects' locks (:func:`nnsrm.atomic.job_lock`) while it writes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -31,8 +34,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nnsrm import atomic, checkpoint
-from nnsrm.errors import UsageError
+from nnsrm import atomic, checkpoint, interrupts, state
+from nnsrm.errors import StaleOutputError, UsageError
 from nnsrm.model_state import save_weights  # noqa: F401 - part of this module's API
 from nnsrm.paths import ResultsLayout
 from nnsrm.provenance import write_config_json
@@ -43,25 +46,11 @@ HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lea
 
 
 @functools.lru_cache(maxsize=2)
-def cached_dataset(name: str, data_dir: str | None):
-    """Load a dataset once per process (jobs of one stage share it)."""
+def cached_dataset(name: str, data_dir: str | None, subtract_mean: bool | None = None):
+    """Load a dataset once per process (jobs of one stage share it); see :func:`nnsrm.data_loader.load_dataset`."""
     from nnsrm import data_loader
 
-    return data_loader.load_dataset(name, data_dir)
-
-
-def make_optimizer(cfg):
-    """The configured optimiser at its constant initial learning rate.
-
-    Decay and the plateau rule are attached by :func:`nnsrm.lr_control.configured_optimizer`.
-    """
-    import keras
-
-    if cfg.optimizer == "rmsprop":
-        return keras.optimizers.RMSprop(learning_rate=cfg.learning_rate)
-    return keras.optimizers.Adam(learning_rate=cfg.learning_rate)
-
-
+    return data_loader.load_dataset(name, data_dir, subtract_mean=subtract_mean)
 
 
 ENGINES = ("auto", "compiled", "fit")
@@ -136,8 +125,9 @@ def train_group(cfg, root: str | Path, subjects, data_dir: str | None = None, ov
                 progress: bool = True, engine: str = "auto", strategy: str | None = None) -> list:
     """Train the subjects ``subjects`` of experiment ``cfg`` together (one stage-1 job).
 
-    Complete subjects are skipped (unless ``overwrite``); a subject with a
-    checkpoint from this configuration continues from it.
+    Subjects complete with the same settings are skipped (unless
+    ``overwrite``); a subject with a checkpoint from this configuration
+    continues from it.
 
     Parameters
     ----------
@@ -162,29 +152,69 @@ def train_group(cfg, root: str | Path, subjects, data_dir: str | None = None, ov
     list of dict
         Per subject, ``{"subject", "skipped", "final_val_accuracy", "seconds",
         "resumed_from"}`` (only ``subject`` and ``skipped`` for a skipped one).
+
+    Raises
+    ------
+    nnsrm.errors.StaleOutputError
+        If a subject is complete but was trained with other settings (and not ``overwrite``).
     """
+    layout = ResultsLayout(root, cfg.data, cfg.model)
+    subjects = [int(s) for s in subjects]
+    record = state.stage1_record(cfg)
+    results = {s: {"subject": s, "skipped": True} for s in subjects}
+    todo = _to_train(layout, subjects, record, overwrite)
+    if not todo:
+        return [results[s] for s in subjects]
+    with contextlib.ExitStack() as locks:
+        for s in todo:  # in subject order, so two jobs sharing subjects cannot wait on each other
+            locks.enter_context(atomic.job_lock(layout.subject_dir(s), _job_name(s)))
+        # A writer that held a lock may have completed its subjects meanwhile.
+        todo = _to_train(layout, todo, record, overwrite)
+        if todo:
+            results.update(_train(cfg, root, layout, todo, record, data_dir, overwrite, progress, engine, strategy))
+    return [results[s] for s in subjects]
+
+
+def _job_name(subject: int) -> str:
+    return f"train subj{subject:02d}"
+
+
+def _to_train(layout, subjects, record, overwrite) -> list:
+    """The subjects to train: not complete with ``record`` (all of them with ``overwrite``).
+
+    Raises
+    ------
+    nnsrm.errors.StaleOutputError
+        A subject complete with another record, without ``overwrite``.
+    """
+    todo = []
+    for s in subjects:
+        subj_dir = layout.subject_dir(s)
+        if overwrite:
+            todo.append(s)
+            continue
+        st, diff = state.job_state(subj_dir, record)
+        if st == "stale":
+            raise StaleOutputError(state.stale_message(_job_name(s), subj_dir, diff))
+        if st == "complete":
+            checkpoint.remove_checkpoint(subj_dir)  # left if a run died between marker and clean-up
+            log.info("subject %d already trained; skipped (use --overwrite to redo)", s)
+        else:
+            todo.append(s)
+    return todo
+
+
+def _train(cfg, root, layout, todo, record, data_dir, overwrite, progress, engine, strategy) -> dict:
+    """The body of :func:`train_group` for the subjects ``todo``, run while holding their locks."""
     from tqdm.auto import tqdm
 
     from nnsrm.jax_cache import enable_compilation_cache
     from nnsrm.lr_control import PlateauRule, decayed_rate
 
-    layout = ResultsLayout(root, cfg.data, cfg.model)
-    subjects = [int(s) for s in subjects]
     results = {}
-    todo = []
-    for s in subjects:
-        subj_dir = layout.subject_dir(s)
-        if not overwrite and atomic.is_complete(subj_dir):
-            checkpoint.remove_checkpoint(subj_dir)  # left if a run died between marker and clean-up
-            log.info("subject %d already trained; skipped (use --overwrite to redo)", s)
-            results[s] = {"subject": s, "skipped": True}
-        else:
-            todo.append(s)
-    if not todo:
-        return [results[s] for s in subjects]
     enable_compilation_cache(root)
     t_start = time.perf_counter()
-    data = cached_dataset(cfg.data, None if data_dir is None else str(data_dir))
+    data = cached_dataset(cfg.data, None if data_dir is None else str(data_dir), cfg.subtract_mean)
     seeds = [cfg.subject_seed(s) for s in todo]
     eng = make_engine(engine, cfg, data, seeds, strategy=strategy)
     steps = eng.steps_per_epoch
@@ -214,6 +244,7 @@ def train_group(cfg, root: str | Path, subjects, data_dir: str | None = None, ov
     bar = tqdm(total=cfg.n_epochs, initial=min(m.epoch for m in members), desc=label, unit="epoch", leave=False,
                disable=not progress or not sys.stderr.isatty())
     while True:
+        interrupts.check()  # Ctrl-C that a library caught or converted: stop between epochs
         pending = [m for m in members if m.epoch < cfg.n_epochs]
         if not pending:
             break
@@ -249,15 +280,15 @@ def train_group(cfg, root: str | Path, subjects, data_dir: str | None = None, ov
     for m in members:
         subj_dir = layout.subject_dir(m.subject)
         atomic.write_marker(subj_dir, subject_outputs(cfg, layout, m.subject), seed=m.seed,
-                            config=cfg.to_dict(), engine=getattr(eng, "name", type(eng).__name__),
-                            trained_with=todo)
+                            engine=getattr(eng, "name", type(eng).__name__), trained_with=todo,
+                            **state.marker_fields(record))
         checkpoint.remove_checkpoint(subj_dir)
         val_acc = float(m.history[-1]["val_accuracy"])
         results[m.subject] = {"subject": m.subject, "skipped": False, "final_val_accuracy": val_acc,
                               "seconds": m.seconds, "resumed_from": resumed[m.subject]}
         log.info("subject %d trained (%s), test accuracy %.3f", m.subject, eng.name, val_acc)
     log.info("subjects %s: %.1f s in all", todo, time.perf_counter() - t_start)
-    return [results[s] for s in subjects]
+    return results
 
 
 def train_subject(cfg, root: str | Path, subject: int, data_dir: str | None = None,

@@ -169,14 +169,25 @@ def _map(fn, items, n_jobs=1):
         return list(pool.map(fn, items))
 
 
+def _check_subject_list(X, what="X"):
+    """Raise unless ``X`` is a sequence of subjects (a list, or a 3-D array).
+
+    A single 2-D array (one subject's data instead of a list) is a
+    ``ValueError``, as in BrainIAK (there its length is taken as the number of
+    subjects, which then does not match); anything without a length is a
+    ``TypeError``.
+    """
+    if isinstance(X, np.ndarray) and X.ndim != 3:
+        raise ValueError(f"{what} must be a list of 2-D arrays of shape (units, samples), one "
+                         f"per subject (or a 3-D array); got a {X.ndim}-D array.")
+    if not hasattr(X, "__len__"):
+        raise TypeError(f"{what} must be a list of 2-D arrays of shape (units, samples), one "
+                        f"per subject; got {type(X).__name__}.")
+
+
 def _check_fit_data(X, features, n_jobs=1):
     """Validate a list of subjects' data for fit (BrainIAK's checks and more)."""
-    if isinstance(X, np.ndarray) and X.ndim != 3:
-        raise TypeError("X must be a list of 2-D arrays of shape (units, samples), one "
-                        f"per subject (or a 3-D array); got a {X.ndim}-D array.")
-    if not hasattr(X, "__len__"):
-        raise TypeError("X must be a list of 2-D arrays of shape (units, samples), one "
-                        f"per subject; got {type(X).__name__}.")
+    _check_subject_list(X)
     if len(X) <= 1:
         raise ValueError(f"There are not enough subjects ({len(X):d}) to train the "
                          "model: X must hold at least 2 subjects.")
@@ -259,9 +270,7 @@ def _squared_norm(array):
 
 
 def _check_transform_data(X, w):
-    if isinstance(X, np.ndarray) and X.ndim != 3:
-        raise TypeError("X must be a list of 2-D arrays of shape (units, samples), one "
-                        f"per subject; got a {X.ndim}-D array.")
+    _check_subject_list(X)
     if len(X) != len(w):
         raise ValueError("The number of subjects does not match the one in the model: "
                          f"the model has {len(w)}, X has {len(X)}.")
@@ -405,7 +414,7 @@ class SRM(_SRMBase):
         Matrix-product precision of the jax backend (``jax.lax.Precision``).
         "default" lets a GPU use TF32: faster, but in a CPU emulation of TF32
         products the log-likelihood moved by about 1e-3 (relative), far above
-        the 1e-4 that "highest" keeps.
+        the 1e-5 that "highest" keeps.
     n_jobs : int or None, default 1
         Threads of the numpy backend (ignored by jax). 1 (or None) runs
         sequentially with the BLAS settings untouched. More: the large

@@ -7,9 +7,8 @@ The same as ``nnsrm simulate``; the code is in nnsrm/commands/simulate.py and
 nnsrm/simulation/ (--help lists the options).
 """
 
-import sys
-
+from nnsrm.cli import exit_process
 from nnsrm.commands import run_command
 
 if __name__ == "__main__":
-    sys.exit(run_command("simulate", prog="run_sim.py"))
+    exit_process(run_command("simulate", prog="run_sim.py"))

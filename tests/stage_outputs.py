@@ -168,22 +168,25 @@ def count_outputs(directory) -> int:
     return sum(1 for p in directory.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
-def kill_at_random_point(args, watch, n_expected, seed, env=None, timeout=300):
+def kill_at_random_point(args, watch, n_expected, seed, latest=None, env=None, timeout=300):
     """Start ``python *args``; SIGKILL it at a random point of its run; return where it was killed.
 
     The point: once ``k`` new outputs exist under ``watch`` (``k`` uniform in
-    1 .. n_expected - 1, so at least one output is still to come), plus a
-    random 0–0.3 s, which lands inside a job, between two files, or during a
-    write. Reproducible given ``seed`` (up to timing).
+    1 .. ``latest``), plus a random 0–0.3 s, which lands inside a job, between
+    two files, or during a write — but never later than the moment ``latest``
+    outputs exist (default ``n_expected - 1``): pick ``latest`` so that a job
+    is still to finish then, and the kill always lands mid-run. Reproducible
+    given ``seed`` (up to timing).
 
     Returns
     -------
     dict
         ``{"seed", "k", "delay", "outputs_at_kill", "killed"}``; ``killed`` is
-        False if the run finished before the kill point.
+        False if the run had ended before the kill.
     """
+    latest = n_expected - 1 if latest is None else latest
     rng = random.Random(seed)
-    k = rng.randint(1, n_expected - 1)
+    k = rng.randint(1, latest)
     delay = rng.uniform(0.0, 0.3)
     before = count_outputs(watch)
     proc = subprocess.Popen([PYTHON, *map(str, args)], cwd=ROOT, env={**os.environ, **(env or {})},
@@ -193,15 +196,72 @@ def kill_at_random_point(args, watch, n_expected, seed, env=None, timeout=300):
         while proc.poll() is None and count_outputs(watch) - before < k:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{args} wrote {count_outputs(watch) - before} of {k} outputs in {timeout} s")
-            time.sleep(0.01)
-        time.sleep(delay)
+            time.sleep(0.005)
+        kill_at = time.monotonic() + delay
+        while proc.poll() is None and time.monotonic() < kill_at and count_outputs(watch) - before < latest:
+            time.sleep(0.005)
         killed = proc.poll() is None
-        outputs = count_outputs(watch) - before
         if killed:
             proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        outputs = count_outputs(watch) - before
     finally:
         if proc.poll() is None:
             proc.kill()
         _, err = proc.communicate()
     assert killed or proc.returncode == 0, f"{args} failed before the kill point:\n{err}"
     return {"seed": seed, "k": k, "delay": round(delay, 3), "outputs_at_kill": outputs, "killed": killed}
+
+
+def unfinished_jobs(root, stage):
+    """Names of the expected jobs of ``stage`` that are not complete (as ``status.py`` sees them)."""
+    return [j.name for j in condition_status(layout(root)).jobs if j.stage == stage and j.state != "complete"]
+
+
+def assert_nothing_half_written(root):
+    """No job is corrupt, and every final-named array or weight file loads (a job may be missing).
+
+    Returns the leftover temporary files.
+    """
+    st = condition_status(layout(root), verify=True)
+    bad = [j for j in st.jobs if j.state == "corrupt"]
+    assert not bad, bad
+    temps = []
+    for p in Path(root).rglob("*"):
+        if not p.is_file() or ".cache" in p.parts:
+            continue
+        if p.name.startswith(".") and ".tmp" in p.name:
+            temps.append(p)
+        elif p.suffix == ".npy":
+            np.load(p)
+        elif p.suffix == ".npz":
+            with np.load(p) as z:
+                [z[k] for k in z.files]
+        elif p.name.endswith(".weights.h5"):
+            assert h5_arrays(p)
+    return temps
+
+
+def tree_digest(path) -> dict:
+    """Every file (SHA-256) and folder under ``path``, by relative path: compare before and after a run."""
+    path = Path(path)
+    out = {}
+    for p in sorted(path.rglob("*")):
+        rel = str(p.relative_to(path))
+        out[rel] = "folder" if p.is_dir() and not p.is_symlink() else atomic.file_digest(p)
+    return out
+
+
+def stage1_subjects(src, dst, n_subjects):
+    """A results root with stage 1 of the first ``n_subjects`` subjects of ``src`` (config.json says so)."""
+    import json
+
+    lay_src = layout(src)
+    lay = layout(dst)
+    lay.condition_dir.mkdir(parents=True)
+    for s in range(n_subjects):
+        shutil.copytree(lay_src.subject_dir(s), lay.subject_dir(s), ignore=shutil.ignore_patterns("epoch_*"))
+    cfg = json.loads(lay_src.config_path.read_text())
+    cfg["config"]["n_subjects"] = n_subjects
+    atomic.write_json(lay.config_path, cfg)
+    return dst

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import numpy as np
-
 import stage_outputs as so
+
 from nnsrm import config, extract
 from nnsrm.run_config import load_trained_config
 from nnsrm.training import cached_dataset

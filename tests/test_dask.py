@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import stage_outputs as so
-from conftest import PYTHON, ROOT, run_script
+from conftest import PYTHON, ROOT, STAGE3_ARGS, run_script
 from nnsrm import atomic, cli
 from nnsrm.runner import Job, JobsFailed, run_jobs
 
@@ -55,12 +55,21 @@ def double(x):
 
 def fails_with_input_error(path, log_dir):
     Path(log_dir, f"attempt-{os.getpid()}-{time.monotonic_ns()}-input").touch()
-    raise FileNotFoundError(f"{path} not found; run stage 1 first")
+    from nnsrm.errors import MissingInputError
+
+    raise MissingInputError(f"{path} not found; run stage 1 first")
 
 
 def fails_unexpectedly(log_dir):
     Path(log_dir, f"attempt-{os.getpid()}-{time.monotonic_ns()}-crash").touch()
     raise RuntimeError("disk on fire")
+
+
+def fails_numerically(log_dir):
+    import numpy as np
+
+    Path(log_dir, f"attempt-{os.getpid()}-{time.monotonic_ns()}-linalg").touch()
+    raise np.linalg.LinAlgError("SVD did not converge")  # a ValueError, but not bad input
 
 
 def worker_env():
@@ -74,6 +83,7 @@ def test_results_and_failures_are_collected(cluster, tmp_path):
     jobs = [Job(f"double {i}", double, {"x": i}) for i in range(5)]
     jobs.insert(2, Job("needs input", fails_with_input_error, {"path": "/nowhere/x.npy", "log_dir": str(tmp_path)}))
     jobs.append(Job("crashes", fails_unexpectedly, {"log_dir": str(tmp_path)}))
+    jobs.append(Job("numerics", fails_numerically, {"log_dir": str(tmp_path)}))
     jobs.append(Job("environment", worker_env, {}))
     with pytest.raises(JobsFailed) as exc:
         run_jobs(jobs, scheduler=cluster.scheduler_address, progress=False, retries=1)
@@ -88,15 +98,18 @@ def test_results_and_failures_are_collected(cluster, tmp_path):
     assert nnsrm_file == nnsrm.__file__  # the same installed package as this process
     # Failures name the job and say why; a user error is not retried, anything else is (retries=1).
     assert [(f.name, f.error, f.is_input_error) for f in report.failures] == [
-        ("needs input", "FileNotFoundError: /nowhere/x.npy not found; run stage 1 first", True),
-        ("crashes", "RuntimeError: disk on fire", False)]
+        ("needs input", "MissingInputError: /nowhere/x.npy not found; run stage 1 first", True),
+        ("crashes", "RuntimeError: disk on fire", False),
+        ("numerics", "LinAlgError: SVD did not converge", False)]
     assert "fails_unexpectedly" in report.failures[1].traceback  # the worker's traceback comes back
     assert len(list(tmp_path.glob("*-input"))) == 1
     assert len(list(tmp_path.glob("*-crash"))) == 2
+    assert len(list(tmp_path.glob("*-linalg"))) == 2  # a numerical failure is retried like any other
     assert str(exc.value).splitlines() == [
-        "2 of 8 jobs failed (the others' outputs are kept):",
-        "  needs input: FileNotFoundError: /nowhere/x.npy not found; run stage 1 first",
-        "  crashes: RuntimeError: disk on fire"]
+        "3 of 9 jobs failed (the others' outputs are kept):",
+        "  needs input: MissingInputError: /nowhere/x.npy not found; run stage 1 first",
+        "  crashes: RuntimeError: disk on fire",
+        "  numerics: LinAlgError: SVD did not converge"]
     assert not exc.value.all_input_errors
 
 
@@ -158,17 +171,14 @@ def test_stage2_on_dask_matches_in_process(cluster, digits_demo, tmp_path):
     so.assert_same_stage2(digits_demo, root, subjects=(0, 1, 2), epochs=(0, 1, 2, 3))
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not (ROOT / "run_analyses.py").exists(), reason="run_analyses.py (stage 3) not here yet")
-def test_stage3_on_dask_matches_in_process(cluster, digits_demo, tmp_path):
-    args = ["--no-progress", "--only-layers", "dense1", "logits", "--only-epochs", "0", "3"]
-    ref, root = tmp_path / "ref", tmp_path / "root"
-    shutil.copytree(digits_demo, ref)
+def test_stage3_on_dask_matches_in_process(cluster, digits_demo, digits_stage3, tmp_path):
+    """Stage 3 on real (demo) networks, 4 jobs on the cluster: the same numbers as in-process."""
+    root = tmp_path / "root"
     shutil.copytree(digits_demo, root)
-    run_script("run_analyses.py", "--root", ref, *args, check=True)
-    proc = run_script("run_analyses.py", "--root", root, *args, "--scheduler", cluster.scheduler_address)
+    proc = run_script("run_analyses.py", "--root", root, "--no-progress", *STAGE3_ARGS,
+                      "--scheduler", cluster.scheduler_address)
     assert proc.returncode == 0, proc.stderr
-    so.assert_same_stage3(ref, root)
+    so.assert_same_stage3(digits_stage3, root)
 
 
 # --------------------------------------------------------------------------- a worker dies mid-job

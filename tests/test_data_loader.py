@@ -69,4 +69,11 @@ def test_mnist_npz_from_data_dir(tmp_path):
              y_test=np.arange(10))
     ds = data_loader.load_dataset("mnist", data_dir=tmp_path)
     assert ds.input_shape == (28, 28, 1) and len(ds.y_test) == 10
-    np.testing.assert_allclose(ds.x_train.mean(axis=0), 0, atol=1e-6)
+    raw = np.load(tmp_path / "mnist.npz")
+    # The original study's MNIST preprocessing: pixels / 255, no mean image subtracted.
+    np.testing.assert_allclose(ds.x_train[..., 0], raw["x_train"] / 255.0, atol=1e-7)
+    centred = data_loader.load_dataset("mnist", data_dir=tmp_path, subtract_mean=True)
+    np.testing.assert_allclose(centred.x_train.mean(axis=0), 0, atol=1e-6)
+    np.testing.assert_allclose(centred.x_test, ds.x_test - ds.x_train.mean(axis=0), atol=1e-6)
+    with pytest.raises(ValueError, match="subtract_mean must be True, False or None, got 'no'"):
+        data_loader.load_dataset("mnist", data_dir=tmp_path, subtract_mean="no")

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from scipy.stats import ortho_group
 
+from conftest import SRM_ENGINE
 from qmvpa import factor, preproc, rsa
 
 R_SHARED_MIN = 0.95  # shared iRSM vs wRSM (issue 3)
@@ -36,7 +37,7 @@ def make_networks(kind, n_subjects=6, n_units=40, n_images=400, n_classes=8, noi
     return Xs, labels
 
 
-def _pipeline(Xs, labels, engine="brainiak"):
+def _pipeline(Xs, labels, engine=SRM_ENGINE):
     fit_idx, test_idx = preproc.stratified_split(labels)
     Xf = [preproc.zscore_images(X[:, fit_idx]) for X in Xs]
     Xt = [preproc.zscore_images(X[:, test_idx]) for X in Xs]

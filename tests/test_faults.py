@@ -1,14 +1,15 @@
-"""Faults: a stage SIGKILLed at a random point and rerun ends identical; bad input gets a clear error.
+"""Faults: a stage SIGKILLed mid-run and rerun ends identical; bad input gets a clear error and changes nothing.
 
-Kill tests pick the kill point at random (see ``stage_outputs.kill_at_random_point``)
-and print the seed; ``NNSRM_KILL_SEED=<seed>`` replays one. The slow variants
-repeat each stage at several points.
+Kill tests pick the kill point from a seed (see ``stage_outputs.kill_at_random_point``):
+fixed seeds by default, printed with each result; ``NNSRM_KILL_SEED=<seed>``
+replays one. Each asserts that its kill landed mid-run (the process was still
+running and a job of the stage was unfinished). The slow variants repeat each
+stage at more points.
 """
 
 from __future__ import annotations
 
 import os
-import random
 import re
 import shutil
 import socket
@@ -20,24 +21,28 @@ import numpy as np
 import pytest
 
 import stage_outputs as so
-from conftest import PYTHON, ROOT, run_script
+from conftest import PYTHON, ROOT, STAGE3_ARGS, run_script
 from nnsrm import atomic, cli
 
-HAS_STAGE3 = (ROOT / "run_analyses.py").exists()
-NO_STAGE3 = "run_analyses.py (stage 3) is not in this checkout yet"
-STAGE3_ARGS = ["--only-layers", "dense1", "logits", "--only-epochs", "0", "3"]  # 4 jobs
+#: Kill points of the default run (fixed, so a failure replays); more for the slow variants.
+KILL_SEEDS = (1009, 2017, 3041, 4057, 5081)
 
 
 def _seeds(n):
     if os.environ.get("NNSRM_KILL_SEED"):
         return [int(os.environ["NNSRM_KILL_SEED"])]
-    return [random.SystemRandom().randrange(2**31) for _ in range(n)]
+    return list(KILL_SEEDS[:n])
 
 
-def _report(capsys, stage, info, temps):
+def _report(capsys, stage, info, unfinished, temps):
     with capsys.disabled():
-        print(f"\n[kill test stage {stage}] {info}; temporary files left by the kill: {len(temps)}"
-              f" (replay: NNSRM_KILL_SEED={info['seed']})")
+        print(f"\n[kill test stage {stage}] {info}; unfinished jobs at the kill: {unfinished}; temporary files "
+              f"left: {len(temps)} (replay: NNSRM_KILL_SEED={info['seed']})")
+
+
+def _assert_mid_run(info, unfinished):
+    assert info["killed"], f"the run had ended before the kill: {info}"
+    assert unfinished, f"the kill landed after every job was complete: {info}"
 
 
 # --------------------------------------------------------------------------- SIGKILL, then rerun
@@ -45,13 +50,16 @@ def _report(capsys, stage, info, temps):
 def _kill_stage1(tmp_path, digits_demo, capsys, seed):
     root = tmp_path / "root"
     args = ["train_cifar.py", "--root", root, "--subjects", "2", "--epochs", "3", "--no-progress"]
-    # 15 outputs: config.json, then per subject config.json, 4 weights, history.csv, marker.
-    info = so.kill_at_random_point(args, so.layout(root).condition_dir, 15, seed)
+    # 15 outputs: config.json, then per subject config.json, 4 weights, history.csv, marker. The kill
+    # comes at the latest once subject 1 has saved epoch 2 (13 outputs), while it trains epoch 3.
+    info = so.kill_at_random_point(args, so.layout(root).condition_dir, 15, seed, latest=13)
+    unfinished = so.unfinished_jobs(root, 1)
+    _assert_mid_run(info, unfinished)
     rerun = run_script(*args)
     assert rerun.returncode == 0, (info, rerun.stderr)
     temps = so.assert_nothing_corrupt(root, stages=(1,))
     so.assert_same_stage1(digits_demo, root, subjects=(0, 1), epochs=(0, 1, 2, 3))
-    _report(capsys, 1, info, temps)
+    _report(capsys, 1, info, unfinished, temps)
     return info
 
 
@@ -62,71 +70,62 @@ def _kill_stage2(tmp_path, digits_demo, capsys, seed):
     for adir in so.layout(root).subject_dir(2).glob("epoch_*"):
         shutil.rmtree(adir)
     args = ["save_acts_cifar.py", "--root", root, "--no-progress"]
-    # 38 outputs: layers.json, test_labels.npy, 4 jobs × (8 .npy + marker).
-    info = so.kill_at_random_point(args, so.layout(root).condition_dir, 38, seed)
+    # 38 outputs: layers.json, test_labels.npy, 4 jobs × (8 .npy + marker). The kill comes at the latest
+    # once the third job is complete (29 outputs), while the fourth computes.
+    info = so.kill_at_random_point(args, so.layout(root).condition_dir, 38, seed, latest=29)
+    unfinished = so.unfinished_jobs(root, 2)
+    _assert_mid_run(info, unfinished)
     rerun = run_script(*args)
     assert rerun.returncode == 0, (info, rerun.stderr)
     temps = so.assert_nothing_corrupt(root, stages=(1, 2))
     so.assert_same_stage2(digits_demo, root, subjects=(0, 1, 2), epochs=(0, 1, 2, 3))
-    _report(capsys, 2, info, temps)
+    _report(capsys, 2, info, unfinished, temps)
     return info
-
-
-@pytest.fixture(scope="module")
-def stage3_reference(digits_demo, tmp_path_factory):
-    """Stage 3 run in-process, uninterrupted, on a copy of the digits demo (4 jobs)."""
-    if not HAS_STAGE3:
-        pytest.skip(NO_STAGE3)
-    root = tmp_path_factory.mktemp("stage3_reference") / "root"
-    shutil.copytree(digits_demo, root)
-    run_script("run_analyses.py", "--root", root, "--no-progress", *STAGE3_ARGS, check=True)
-    return root
 
 
 def _kill_stage3(tmp_path, digits_demo, reference, capsys, seed):
     root = tmp_path / "root"
     shutil.copytree(digits_demo, root)
     args = ["run_analyses.py", "--root", root, "--no-progress", *STAGE3_ARGS]
-    # 13 outputs: 4 jobs × (results.npz, rsm.png, marker), then summary.csv.
-    info = so.kill_at_random_point(args, so.layout(root).analyses_dir, 13, seed)
+    # 13 outputs: 4 jobs × (results.npz, rsm.png, marker), then summary.csv. The kill comes at the
+    # latest once the third job is complete (9 outputs), while the fourth computes.
+    info = so.kill_at_random_point(args, so.layout(root).analyses_dir, 13, seed, latest=9)
+    lay = so.layout(root)
+    unfinished = [f"epoch {e} layer {n}" for e in (0, 3) for n in ("dense1", "logits")
+                  if not atomic.is_complete(lay.analysis_dir(e, n))]
+    _assert_mid_run(info, unfinished)
     rerun = run_script(*args)
     assert rerun.returncode == 0, (info, rerun.stderr)
     temps = so.assert_nothing_corrupt(root, stages=(1, 2))
     so.assert_same_stage3(reference, root)
-    _report(capsys, 3, info, temps)
+    _report(capsys, 3, info, unfinished, temps)
     return info
 
 
-def test_stage1_sigkill_at_random_point_then_rerun_is_identical(tmp_path, digits_demo, capsys):
+def test_stage1_sigkill_mid_run_then_rerun_is_identical(tmp_path, digits_demo, capsys):
     _kill_stage1(tmp_path, digits_demo, capsys, _seeds(1)[0])
 
 
-def test_stage2_sigkill_at_random_point_then_rerun_is_identical(tmp_path, digits_demo, capsys):
+def test_stage2_sigkill_mid_run_then_rerun_is_identical(tmp_path, digits_demo, capsys):
     _kill_stage2(tmp_path, digits_demo, capsys, _seeds(1)[0])
 
 
-@pytest.mark.skipif(not HAS_STAGE3, reason=NO_STAGE3)
-def test_stage3_sigkill_at_random_point_then_rerun_is_identical(tmp_path, digits_demo, stage3_reference, capsys):
-    _kill_stage3(tmp_path, digits_demo, stage3_reference, capsys, _seeds(1)[0])
+def test_stage3_sigkill_mid_run_then_rerun_is_identical(tmp_path, digits_demo, digits_stage3, capsys):
+    _kill_stage3(tmp_path, digits_demo, digits_stage3, capsys, _seeds(1)[0])
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", [1, 2, 3])
 def test_sigkill_at_many_points(stage, tmp_path, digits_demo, capsys, request):
-    """Four more random kill points per stage; each must end identical to an uninterrupted run."""
-    if stage == 3 and not HAS_STAGE3:
-        pytest.skip(NO_STAGE3)
-    killed = 0
-    for i, seed in enumerate(_seeds(4)):
+    """Four more kill points per stage; each lands mid-run and must end identical to an uninterrupted run."""
+    for i, seed in enumerate(_seeds(5)[1:]):
         where = tmp_path / f"try{i}"
         if stage == 1:
-            info = _kill_stage1(where, digits_demo, capsys, seed)
+            _kill_stage1(where, digits_demo, capsys, seed)
         elif stage == 2:
-            info = _kill_stage2(where, digits_demo, capsys, seed)
+            _kill_stage2(where, digits_demo, capsys, seed)
         else:
-            info = _kill_stage3(where, digits_demo, request.getfixturevalue("stage3_reference"), capsys, seed)
-        killed += info["killed"]
-    assert killed >= 1  # at least one kill landed before the run ended
+            _kill_stage3(where, digits_demo, request.getfixturevalue("digits_stage3"), capsys, seed)
 
 
 @pytest.mark.slow
@@ -240,14 +239,15 @@ CASES = [
      r"no experiment is configured for digits×resnet18", False),
     ("unknown layer", "run_analyses", "demo", ["--only-layers", "fc9"], r"unknown layer\(s\) \['fc9'\]", True),
     ("unknown subject", "run_analyses", "demo", ["--only-subjects", "0", "7"], r"--only-subjects \[7\]", True),
-    ("unknown dataset in status", "status", "demo", ["--data", "imagenet"], r"invalid choice: 'imagenet'", False),
+    ("unknown dataset in status", "status", "demo", ["--data", "imagenet"],
+     r"no results for --data imagenet --model any under .* \(found: digits×conv\)", False),
     ("stage 2 before stage 1", "save_acts_cifar", "empty", [], r"config.json missing\); run train_cifar.py", False),
     ("stage 3 before stage 2", "run_analyses", "no_layers", [], r"layers.json not found: run save_acts_cifar.py",
      True),
     ("missing dataset archive", "train_cifar", "empty", ["--data", "cifar10", "--data-dir", "{empty}"],
      r"cifar-10-python\.tar\.gz not found in", False),
     ("missing weights file", "save_acts_cifar", "missing_weights", [],
-     r"activations subj01 epoch 002: FileNotFoundError: .*weights\.002\.weights\.h5 missing", False),
+     r"weights\.002\.weights\.h5 missing: subject 1 is not fully trained; run train_cifar.py", False),
     ("missing activation file", "run_analyses", "missing_activation", [], r"epoch 1 of subject 0 is missing", True),
     ("truncated .npy", "run_analyses", "truncated", [], r"epoch 3 of subject 1 is missing: .* no valid _complete",
      True),
@@ -256,7 +256,7 @@ CASES = [
     ("mismatched image counts", "run_analyses", "images", [], r"image counts disagree .*dense1\.npy \(892\)", True),
     ("mismatched unit counts", "run_analyses", "units", [], r"unit counts disagree across subjects", True),
     ("NaN activations", "run_analyses", "nan", [], r"pool1\.npy contains NaN or Inf activations", True),
-    ("results root is a file", "train_cifar", "empty", ["--root", "{file}"], r"is a file, not a directory", False),
+    ("results root is a file", "train_cifar", "empty", ["--root", "{file}"], r"is a file, not a folder", False),
     ("unwritable results root", "train_cifar", "empty", ["--root", "{locked}/results"],
      r"cannot create it, .* is not writable", False),
     ("unwritable results root, stage 3", "run_analyses", "demo", ["--root", "{locked}"],
@@ -282,7 +282,10 @@ def _run_in_process(script, argv):
     import importlib
     import io
 
-    module = importlib.import_module("nnsrm.status" if script == "status" else script)
+    from nnsrm.commands import COMMANDS
+
+    name = next(n for n, (_, path, _) in COMMANDS.items() if path and Path(path).stem == script)
+    module = importlib.import_module(f"nnsrm.commands.{COMMANDS[name][0]}")
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         try:
@@ -293,12 +296,9 @@ def _run_in_process(script, argv):
 
 
 def test_bad_input_matrix(tmp_path, digits_demo, capsys):
-    """Each bad input: exit status 2 and a clear message (one line, or one line per failed job)."""
+    """Each bad input: exit status 2, a clear one-line message, and every file and folder left as it was."""
     covered, skipped, failed = [], [], []
-    for i, (what, script, setup, extra, pattern, stage3) in enumerate(CASES):
-        if stage3 and not HAS_STAGE3:
-            skipped.append(what)
-            continue
+    for i, (what, script, setup, extra, pattern, _) in enumerate(CASES):
         case = tmp_path / f"case{i:02d}"
         case.mkdir()
         root = case / "results"
@@ -327,20 +327,25 @@ def test_bad_input_matrix(tmp_path, digits_demo, capsys):
             argv += ["--root", str(root)]
         if script != "status":
             argv.append("--no-progress")
+        before = so.tree_digest(case)
         try:
             code, err = _run_in_process(script, argv)
         finally:
             if locked.exists():
                 _restore(locked)
+        after = so.tree_digest(case)
         lines = err.strip().splitlines()
         problems = []
+        if after != before:
+            changed = sorted(set(before.items()) ^ set(after.items()))
+            problems.append(f"the tree changed: {changed[:3]}")
         if code != 2:
             problems.append(f"exit status {code}")
         if not lines or not lines[0].startswith(f"{script}.py: error: "):
             problems.append("no '<prog>: error:' line")
         if not re.search(pattern, err):
             problems.append(f"message does not match {pattern!r}")
-        if len(lines) != 1 and "jobs failed" not in err:
+        if len(lines) != 1:
             problems.append(f"{len(lines)} lines")
         if named is not None and str(named) not in err:
             problems.append(f"does not name {named}")

@@ -17,9 +17,9 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-
 import stage_outputs as so
 from conftest import PYTHON, ROOT, run_script
+
 from nnsrm import atomic, checkpoint, config, training
 from nnsrm.compiled_training import CompiledEngine
 from nnsrm.data_loader import Dataset

@@ -131,7 +131,7 @@ def test_notebook_before_the_analyses_names_the_stage(unanalysed_root, monkeypat
     client = NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(REPO)}})
     with pytest.raises(CellExecutionError) as info:
         client.execute()
-    assert info.value.ename == "FileNotFoundError"
+    assert info.value.ename == "MissingInputError"  # nnsrm.errors: a FileNotFoundError, and bad input
     assert info.value.evalue.startswith("no analyses for digits×conv under ")
     assert info.value.evalue.endswith(" first") and "run_analyses.py" in info.value.evalue
     assert "numpy" not in info.value.evalue

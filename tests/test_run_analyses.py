@@ -18,6 +18,7 @@ from nnsrm.commands import analyse as run_analyses
 from conftest import run_script
 from stage_outputs import write_synthetic_stage2
 from nnsrm import analysis, atomic, cli, summary
+from nnsrm.errors import StaleOutputError
 from nnsrm.paths import ResultsLayout
 from nnsrm.runner import run_jobs
 
@@ -112,7 +113,8 @@ def test_resume_skips_complete_jobs_and_overwrite_redoes_them(root):
         "status": "skipped"}
     assert snapshot(root) == before
     # Other parameters on a complete job: an error unless --overwrite.
-    with pytest.raises(ValueError, match=r"epoch_001/dense was made with other parameters .*--overwrite"):
+    with pytest.raises(StaleOutputError, match=r"epoch 001 layer dense \(.*epoch_001/dense\) was made with --seed 0, "
+                                               r"this run asks for --seed 1; pass --overwrite to redo it"):
         analysis.plan_jobs(layout, [1], ["dense"], [0, 1, 2], _params(seed=1))
     jobs = analysis.plan_jobs(layout, [1], ["dense"], [0, 1, 2], _params(seed=1), overwrite=True)
     assert len(jobs) == 1
@@ -228,6 +230,19 @@ def test_local_dask_cluster(root):
     assert "stage 3: 2 epoch×layer jobs run" in proc.stdout
 
 
+def _alignment_improves_with_training(root, layer):
+    df = pd.read_csv(ResultsLayout(root, DATA, MODEL).summary_path, dtype={"subject": str})
+    d = df[df.layer == layer].pivot_table(index="epoch", columns="metric", values="value")
+    final = d.index.max()
+    assert d.loc[final, "r_shared_irsm_wrsm"] > d.loc[final, "r_native_irsm_wrsm"] + 0.3
+    assert d.loc[final, "r_shared_irsm_final_wrsm"] > d.loc[0, "r_shared_irsm_final_wrsm"]
+
+
+def test_digits_demo_alignment_improves_with_training_fast(digits_stage3):
+    """The slow test below on the shared stage-3 run (dense1 and logits at epochs 0 and 3): real networks."""
+    _alignment_improves_with_training(digits_stage3, "dense1")  # the deepest hidden layer
+
+
 @pytest.mark.slow
 def test_digits_demo_alignment_improves_with_training(digits_demo, tmp_path):
     """On real (tiny) digits networks: deepest hidden layer, final epoch vs epoch 0 (issue 3)."""
@@ -239,11 +254,7 @@ def test_digits_demo_alignment_improves_with_training(digits_demo, tmp_path):
     assert proc.returncode == 0, proc.stderr
     df = pd.read_csv(ResultsLayout(root, DATA, MODEL).summary_path, dtype={"subject": str})
     layers = df.drop_duplicates("layer").sort_values("layer_depth").layer.tolist()
-    deepest_hidden = layers[-2]  # the last is the logits
-    d = df[df.layer == deepest_hidden].pivot_table(index="epoch", columns="metric", values="value")
-    final = d.index.max()
-    assert d.loc[final, "r_shared_irsm_wrsm"] > d.loc[final, "r_native_irsm_wrsm"] + 0.3
-    assert d.loc[final, "r_shared_irsm_final_wrsm"] > d.loc[0, "r_shared_irsm_final_wrsm"]
+    _alignment_improves_with_training(root, layers[-2])  # the deepest hidden layer (the last is the logits)
 
 
 def test_corrupt_labels_file_is_named(root, capsys):

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import SRM_ENGINE, needs_brainiak
 from qmvpa.rsa import mean_within_rsm, within_rsm
 from nnsrm.simulation import experiment, plots, xor
 
@@ -195,7 +196,8 @@ def test_training_rejects_bad_input(kwargs, match):
 @pytest.fixture(scope="module")
 def paper_run():
     """Three repetitions with the paper's settings, plus small sweeps on the first two."""
-    config = experiment.SimConfig(n_sims=3, noise_levels=(0.0, 0.5), k_values=(5, 50), sweep_sims=2)
+    config = experiment.SimConfig(n_sims=3, noise_levels=(0.0, 0.5), k_values=(5, 50), sweep_sims=2,
+                                  srm_engine=SRM_ENGINE)
     return experiment.run_simulation(config)
 
 
@@ -216,7 +218,7 @@ def test_shared_space_far_above_native_with_paper_settings(paper_run):
 def test_centring_the_units_makes_permuted_copies_align_almost_perfectly():
     """With each copy's training unit means removed before the mapping, SRM recovers permuted
     copies almost exactly; the paper's pipeline (no centring) stays near 0.92 (see SimConfig)."""
-    centred = experiment.SimConfig(n_sims=1, center_units=True)
+    centred = experiment.SimConfig(n_sims=1, center_units=True, srm_engine=SRM_ENGINE)
     rows = pd.DataFrame(experiment.run_repetition(centred, 0)[0])
     score = experiment.select(rows, transform="permutation", space="shared", measure="linear")["value"].item()
     assert score > 0.97
@@ -249,7 +251,7 @@ def test_repetitions_are_deterministic_and_independent_of_the_run_size(paper_run
     from_run = paper_run.table[paper_run.table["rep"] == 1].reset_index(drop=True)
     pd.testing.assert_frame_equal(pd.DataFrame(rows, columns=list(experiment.TABLE_COLUMNS)), from_run)
     other_seed = experiment.SimConfig(n_sims=3, seed=1, noise_levels=config.noise_levels,
-                                      k_values=config.k_values, sweep_sims=2)
+                                      k_values=config.k_values, sweep_sims=2, srm_engine=config.srm_engine)
     assert experiment.run_repetition(other_seed, 1)[0] != rows
 
 
@@ -385,7 +387,7 @@ def test_cli_end_to_end_matches_the_library_bit_for_bit(paper_run, tmp_path):
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
     result = subprocess.run(
         [sys.executable, str(ROOT / "simulation" / "run_sim.py"), "--n-sims", "3", "--noise-sweep", "0,0.5",
-         "--k-sweep", "5,50", "--sweep-sims", "2", "--no-progress", "--out", str(out)],
+         "--k-sweep", "5,50", "--sweep-sims", "2", "--srm-engine", SRM_ENGINE, "--no-progress", "--out", str(out)],
         capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert experiment.saved_config(out) == paper_run.config
@@ -403,7 +405,7 @@ def test_notebook_runs_and_writes_figures(tmp_path, monkeypatch):
 
     out = tmp_path / "nb"
     for name, value in {"N_SIMS": "2", "N_EPOCHS": "300", "NOISE_LEVELS": "0,0.3", "K_VALUES": "5,50",
-                        "OUT": str(out)}.items():
+                        "SRM_ENGINE": SRM_ENGINE, "OUT": str(out)}.items():
         monkeypatch.setenv(f"NNSRM_SIM_{name}", value)
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
     nb = nbformat.read(ROOT / "simulation" / "run_sim.ipynb", as_version=4)
@@ -420,6 +422,7 @@ def test_notebook_runs_and_writes_figures(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+@needs_brainiak
 def test_fifty_repetitions_reproduce_the_paper():
     """The paper's run: shared about 0.93 / 0.78 (linear / rank), native about 0."""
     results = experiment.run_simulation(experiment.SimConfig())

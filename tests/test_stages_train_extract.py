@@ -111,7 +111,7 @@ def test_sigkill_mid_subject_then_rerun_skips_complete_and_resumes_the_others(tm
     (["--model", "vgg"], r"invalid choice: 'vgg' \(choose from '?conv'?, '?mlp'?, '?resnet18'?\)"),
     (["--subjects", "0"], r"expected a positive integer \(>= 1\), got 0"),
     (["--data", "cifar10", "--data-dir", "{empty}"], r"cifar-10-python\.tar\.gz not found in .*download it from"),
-    (["--root", "{file}"], r"is a file, not a directory"),
+    (["--root", "{file}"], r"is a file, not a folder"),
     (["--data", "digits", "--model", "resnet18"], r"no experiment is configured for digits×resnet18"),
 ])
 def test_bad_input_is_one_line_exit_2_and_destroys_nothing(tmp_path, args, message):

@@ -176,8 +176,8 @@ def test_auto_group_size_falls_back_to_one_subject_at_a_time_off_jax_and_says_so
     with caplog.at_level("WARNING", logger="nnsrm.commands.train"):
         assert train.resolve_group_size(args, cfg, [0, 1, 2, 3], None) == 1
     assert [r.getMessage() for r in caplog.records] == [
-        "--group-size auto: training seeds together needs the JAX backend (KERAS_BACKEND=tensorflow); "
-        "the 4 subjects train one at a time"]
+        ("--group-size auto: training seeds together needs the JAX backend (KERAS_BACKEND=tensorflow); "
+         "the 4 subjects train one at a time")]
     caplog.clear()
     assert train.resolve_group_size(argparse.Namespace(group_size=1, workers=None, scheduler=None),
                                     cfg, [0, 1, 2, 3], None) == 1

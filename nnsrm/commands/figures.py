@@ -41,11 +41,13 @@ def positive_float(text: str) -> float:
 
 
 def build_parser():
-    parser = cli.OneLineArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default="digits", choices=sorted(config.DATASETS),
-                        help="dataset (default: %(default)s)")
-    parser.add_argument("--model", default="conv", choices=sorted(config.MODELS),
-                        help="architecture (default: %(default)s)")
+    parser = cli.OneLineArgumentParser(prog=cli.program_name(PROG), description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default="digits", type=cli.condition_name,
+                        help=f"dataset: {', '.join(sorted(config.DATASETS))}, or a condition registered with "
+                             f"nnsrm register (default: %(default)s)")
+    parser.add_argument("--model", default="conv", type=cli.condition_name,
+                        help=f"architecture: {', '.join(sorted(config.MODELS))}, or a condition registered with "
+                             f"nnsrm register (default: %(default)s)")
     parser.add_argument("--root", type=Path, default=Path("results"),
                         help="results root the stage scripts wrote (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=None,
@@ -53,7 +55,8 @@ def build_parser():
     parser.add_argument("--epoch", type=int, default=None,
                         help="epoch of Fig. 3 and the trajectories (default: the final analysed epoch)")
     parser.add_argument("--layer", default=None,
-                        help="layer of Fig. 3 and the trajectories (default: the deepest analysed layer below the logits)")
+                        help="layer of Fig. 3 and the trajectories "
+                             "(default: the deepest analysed layer below the logits)")
     parser.add_argument("--only", choices=NOTEBOOKS, nargs="+", default=list(NOTEBOOKS), metavar="NOTEBOOK",
                         help=f"execute only these notebooks (default: both: {' '.join(NOTEBOOKS)})")
     parser.add_argument("--gif-seconds", type=positive_float, default=8.0,
@@ -107,7 +110,7 @@ def execute_notebook(src: Path, dst: Path, env: dict, timeout: int) -> None:
 def main(argv=None):
     cli.prepare_environment()
     args = build_parser().parse_args(argv)
-    cli.setup_logging(args.verbose, prog=PROG)
+    cli.setup_logging(args.verbose, prog=cli.program_name(PROG))
     from nnsrm import figures as nf
 
     try:  # runs the notebooks: a Jupyter kernel and its client
@@ -139,13 +142,14 @@ def main(argv=None):
         try:
             execute_notebook(REPO / name, dst, env, args.timeout)
         except RuntimeError as err:
-            print(f"{PROG}: error: {err}", file=sys.stderr)
+            print(f"{cli.program_name(PROG)}: error: {err}", file=sys.stderr)
             return 1
         log.info("executed %s in %.0f s -> %s", name, time.perf_counter() - t0, dst)
     expected = nf.expected_files(out, args.data, args.model, args.only)
     missing = [str(p) for p in expected if not p.is_file() or p.stat().st_size == 0]
     if missing:
-        print(f"{PROG}: error: the notebooks ran but did not write {', '.join(missing)}", file=sys.stderr)
+        print(f"{cli.program_name(PROG)}: error: the notebooks ran but did not write {', '.join(missing)}",
+              file=sys.stderr)
         return 1
     print(f"figures for {args.data}×{args.model} (epoch {epoch}, layer {layer}): {len(expected)} files in {out}")
     return 0

@@ -1,9 +1,11 @@
 """Run the XOR simulation (paper Fig. 5 and Fig. 6) and write its tidy results table.
 
-The paper's settings, then the same plus both sweeps and the figures::
+The paper's settings, then the same plus both sweeps and the figures, then the
+original code's data, initialisation, orthogonal copies and whole-matrix comparison::
 
     python simulation/run_sim.py
     python simulation/run_sim.py --noise-sweep --k-sweep --figures
+    python simulation/run_sim.py --original --out results/simulation_original
 
 Writes into ``--out`` (default ``results/simulation``): ``results.csv`` (rep,
 transform, noise, n_components, space, measure, value), ``networks.csv``,
@@ -17,12 +19,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import time
 from pathlib import Path
 
-from nnsrm.cli import (OneLineArgumentParser, UsageError, add_verbosity_args, non_negative_float, non_negative_int,
-                       positive_int, prepare_environment, setup_logging)
+from nnsrm.cli import (OneLineArgumentParser, add_verbosity_args, check_root, check_srm_engine,
+                       non_negative_float, non_negative_int, positive_int, prepare_environment, program_name,
+                       setup_logging)
 
 PROG = "run_sim.py"
 log = logging.getLogger(__name__)
@@ -42,7 +44,7 @@ def comma_list(item_type):
 def build_parser() -> OneLineArgumentParser:
     from nnsrm.simulation.experiment import DEFAULT_K_VALUES, DEFAULT_NOISE_LEVELS
 
-    p = OneLineArgumentParser(prog=PROG, description=__doc__.splitlines()[0],
+    p = OneLineArgumentParser(prog=program_name(PROG), description=__doc__.splitlines()[0],
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--n-sims", type=positive_int, default=50, help="repetitions (one trained network each)")
     p.add_argument("--n-nets", type=positive_int, default=10, help="copies of each network's hidden activity")
@@ -59,6 +61,11 @@ def build_parser() -> OneLineArgumentParser:
                    help="not in the paper: subtract each copy's unit means over the training images before "
                         "mapping the test images into the shared space (BrainIAK's SRM removes them when "
                         "fitting, not in transform)")
+    p.add_argument("--original", action="store_true",
+                   help="the original code's mode: clouds' noise with mean 1 (centres (0,0), (2,2), (2,0), "
+                        "(0,2)), PyTorch's initialisation, orthogonal copies from the QR of a uniform [0,1) "
+                        "matrix, RSMs compared as whole matrices (diagonal included); not with the sweeps or "
+                        "--center-units")
     p.add_argument("--noise-sweep", type=comma_list(non_negative_float), nargs="?", metavar="LEVELS",
                    const=DEFAULT_NOISE_LEVELS, default=(),
                    help=f"also sweep the noise SD; optional comma-separated levels "
@@ -76,26 +83,10 @@ def build_parser() -> OneLineArgumentParser:
     return p
 
 
-def check_out(out: Path) -> Path:
-    """The output folder may not exist yet, but it may not be a file and must be creatable."""
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file, not a folder; pass a folder for the results")
-    for parent in out.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise UsageError(f"--out {out}: {parent} is a file, not a folder")
-            if not out.exists() and not os.access(parent, os.W_OK):
-                raise UsageError(f"--out {out}: cannot create it, {parent} is not writable")
-            break
-    if out.exists() and not os.access(out, os.W_OK):
-        raise UsageError(f"--out {out} is not writable; pass a folder you can write to")
-    return out
-
-
 def main(argv=None) -> int:
     prepare_environment(blas_threads=1)  # before numpy loads: SRM's SVDs are slower with 2 threads here
     args = build_parser().parse_args(argv)
-    setup_logging(args.verbose, prog=PROG)
+    setup_logging(args.verbose, prog=program_name(PROG))
 
     from nnsrm.simulation import experiment
 
@@ -106,14 +97,17 @@ def main(argv=None) -> int:
         n_sims=args.n_sims, n_nets=args.n_nets, n_hidden=args.n_hidden, noise=args.noise,
         n_components=args.n_components, n_epochs=args.n_epochs, seed=args.seed,
         srm_engine=args.srm_engine, center_units=args.center_units, noise_levels=args.noise_sweep, k_values=k_values,
-        sweep_sims=args.sweep_sims)
-    out = check_out(args.out)
+        sweep_sims=args.sweep_sims, original=args.original)
+    out = check_root(args.out, flag="--out")
+    check_srm_engine(config.srm_engine)  # BrainIAK (the default, the paper's) is optional
 
     start = time.perf_counter()
     results = experiment.run_or_load(config, out, overwrite=args.overwrite, progress=not args.no_progress)
     summary = experiment.summarise(results.paper(), by=("transform", "space", "measure"))
     print(f"simulation: results in {out} ({time.perf_counter() - start:.0f} s)")
-    print(f"paper condition (noise {config.noise:g}, k {config.k}), mean [95% CI] over {config.n_sims} repetitions:")
+    which = "the original code's" if config.original else "the paper's"
+    print(f"{which} condition (noise {config.noise:g}, k {config.k}), mean [95% CI] over {config.n_sims} "
+          f"repetitions:")
     print(summary.to_string(index=False, float_format="%.3f"))
     if args.figures:
         from nnsrm.simulation import plots

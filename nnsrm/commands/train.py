@@ -9,8 +9,10 @@
 Writes ROOT/<data>/<model>/subj<NN>/weights.<EEE>.weights.h5 (epoch 0 = before
 training, then every logged epoch), history.csv and config.json. With the JAX
 backend a group of seeds trains together in compiled programs (--group-size;
-one job per group). Resumable: a subject that finished is skipped; one that was
-killed continues from its checkpoint at the last logged epoch (docs/performance.md).
+one job per group; docs/performance.md). Resumable: a subject that finished is
+skipped; one that was killed continues from its checkpoint at the last logged
+epoch. A subject trained with other settings stops the run before anything is
+written (--overwrite retrains it; docs/state.md).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ log = logging.getLogger(__name__)
 
 def build_parser():
     parser = cli.OneLineArgumentParser(
-        prog=PROG, description=__doc__.split("\n\n")[0],
+        prog=cli.program_name(PROG), description=__doc__.split("\n\n")[0],
         epilog="Paper settings for each (data, model) live in nnsrm/config.py; flags override them.")
     cli.add_condition_args(parser, config.DATASETS, config.MODELS)
     parser.add_argument("--data-dir", default=None,
@@ -78,7 +80,7 @@ def resolve_group_size(args, cfg, subjects, data_dir) -> int:
     from nnsrm.compiled_training import default_strategy
     from nnsrm.training import cached_dataset
 
-    data = cached_dataset(cfg.data, data_dir)
+    data = cached_dataset(cfg.data, data_dir, cfg.subtract_mean)
     per_member = grouping.member_bytes(cfg, data.input_shape, data.n_classes,
                                        stacked=default_strategy() == "vmap")
     return grouping.auto_group_size(cfg, len(subjects), backend, memory_per_member=per_member,
@@ -94,10 +96,25 @@ def group_name(group) -> str:
     return "train subj" + ",".join(f"{s:02d}" for s in group)
 
 
+def write_condition_config(layout, cfg) -> bool:
+    """Write ``config.json`` (the resolved configuration and provenance) unless it already holds ``cfg``.
+
+    Kept as it is when the configuration is the same, so a rerun does not
+    change it; returns True if written.
+    """
+    from nnsrm import state
+    from nnsrm.provenance import provenance
+
+    wanted = cfg.to_dict()
+    return state.write_json_if_changed(
+        layout.config_path, {"config": wanted, "stage": "train", "provenance": provenance()},
+        same=lambda old: old.get("config") == state.as_json(wanted))
+
+
 def main(argv=None):
     cli.prepare_environment(cpu_devices=True)
     args = build_parser().parse_args(argv)
-    cli.setup_logging(args.verbose, prog=PROG)
+    cli.setup_logging(args.verbose, prog=cli.program_name(PROG))
     root = cli.check_root(args.root)
     cli.check_engine(args)
     cfg = resolve_config(args)
@@ -113,20 +130,23 @@ def main(argv=None):
 
         cached_dataset(args.data, args.data_dir)
 
+    from nnsrm import state
+    from nnsrm.jobs import Job
+    from nnsrm.runner import run_jobs
+    from nnsrm.training import train_group
+
+    layout = ResultsLayout(root, cfg.data, cfg.model)
+    # A complete subject trained with other settings stops the run here, before anything is written.
+    record = state.stage1_record(cfg)
+    state.refuse_stale(((f"train subj{s:02d}", layout.subject_dir(s), record) for s in subjects),
+                       overwrite=args.overwrite)
+    console.start_log_file(root, "train")
+    write_condition_config(layout, cfg)
     from nnsrm.jax_cache import enable_compilation_cache
 
     enable_compilation_cache(root)  # before the first network is built: its initialisers compile too
     size = resolve_group_size(args, cfg, subjects, args.data_dir)
     groups = grouping.split_into_groups(subjects, size)
-
-    from nnsrm.jobs import Job
-    from nnsrm.provenance import write_config_json
-    from nnsrm.runner import run_jobs
-    from nnsrm.training import train_group
-
-    layout = ResultsLayout(root, cfg.data, cfg.model)
-    console.start_log_file(root, "train")
-    write_config_json(layout.config_path, cfg.to_dict(), stage="train")
     jobs = [Job(group_name(g), train_group,
                 dict(cfg=cfg, root=str(root), subjects=g, data_dir=args.data_dir, overwrite=args.overwrite,
                      # a transient per-epoch bar under the stage's bar, on a terminal and in this process only
@@ -146,6 +166,6 @@ def main(argv=None):
     if trained:
         accs = [r["final_val_accuracy"] for r in trained.values()]
         secs = sum(r["seconds"] for r in trained.values())
-        print(f"  test accuracy {min(accs):.3f}–{max(accs):.3f} after {cfg.n_epochs} epochs; "
-              f"{secs:.0f} s of training")
+        print(f"  test accuracy {min(accs):.3f}–{max(accs):.3f} after {cfg.n_epochs} epoch"
+              f"{'s' if cfg.n_epochs != 1 else ''}; {secs:.0f} s of training")
     return 0

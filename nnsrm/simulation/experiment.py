@@ -11,7 +11,18 @@ One repetition (docs/simulation.md):
    copies into the shared space;
 6. compare the shared-space iRSM and the native-space iRSM with the truth by
    Pearson r ("linear") and Kendall τ ("rank"; the original code used Pearson
-   for the native rank value by mistake).
+   for the native rank value by mistake) of their strict lower triangles.
+
+``SimConfig(original=True)`` (``run_sim.py --original``) follows the original
+code (``simulation/`` and ``run_sim.ipynb`` of qihongl/nnsrm-neurips18) where it
+differs from the above: the clouds' noise has mean 1 (centres (2, 0), (0, 2),
+(2, 2), (0, 0)); the network starts from PyTorch's default initialisation
+(kernels and biases U(±1/sqrt(fan_in)), not Glorot-uniform kernels and zero
+biases); the orthogonal copies use the Q of the QR decomposition of a uniform
+[0, 1) matrix, not a uniformly random rotation; and the RSMs are compared as
+whole matrices (diagonal and both triangles, each image pair twice). The
+native rank value stays Kendall's τ in both modes. Kept in both modes: Keras'
+Adam (epsilon 1e-7 where PyTorch's is 1e-8) and the SRM (``srm_engine``).
 
 Sweeps rerun steps 3-6 on the same trained network at other noise levels or
 numbers of SRM components. All randomness of repetition ``rep`` comes from
@@ -41,6 +52,7 @@ import numpy as np
 import pandas as pd
 
 from nnsrm.simulation import xor
+from nnsrm.errors import MissingInputError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +85,11 @@ class SimConfig:
     (and :func:`qmvpa.factor.transform`) maps the data as given; the mean
     activity then passes through directions of ``W_i`` the fit barely
     determines, which is most of why the shared score stays below 1.
+
+    ``original``: the original code's data, initialisation, orthogonal copies
+    and whole-matrix comparison (see the module docstring). It reproduces one condition, so it
+    cannot be combined with the sweeps (``noise_levels``, ``k_values``) nor
+    with ``center_units``, which the original did not have.
     """
 
     n_sims: int = 50
@@ -92,6 +109,7 @@ class SimConfig:
     sweep_sims: int | None = None
     seed: int = 0
     train_method: str = "auto"
+    original: bool = False
 
     def __post_init__(self):
         # Tuples (not lists) so that the config is hashable and compares equal after a JSON round trip.
@@ -109,7 +127,7 @@ class SimConfig:
         return self.n_sims if self.sweep_sims is None else self.sweep_sims
 
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the first bad field."""
+        """Raise :class:`~nnsrm.errors.UsageError` (a ``ValueError``) naming the first bad field."""
         for name in ("n_sims", "n_per_cloud", "n_epochs", "srm_n_iter"):
             _require_int(name, getattr(self, name), minimum=1)
         _require_int("n_hidden", self.n_hidden, minimum=2, why="the RSMs correlate images across units")
@@ -119,31 +137,40 @@ class SimConfig:
             _require_number(name, getattr(self, name))
         if not (isinstance(self.learning_rate, (int, float)) and np.isfinite(self.learning_rate)
                 and self.learning_rate > 0):
-            raise ValueError(f"learning_rate must be a number > 0, got {self.learning_rate!r}")
+            raise UsageError(f"learning_rate must be a number > 0, got {self.learning_rate!r}")
         for name, ks in (("n_components", (self.k,)), ("k_values", self.k_values)):
             for k in ks:
                 # The shared-space RSM correlates images across k components: k = 1 leaves nothing to correlate.
                 _require_int(name, k, minimum=2, why="a Pearson RSM across k SRM components needs k >= 2")
                 if k > self.n_hidden:
-                    raise ValueError(f"{name} (k) must be <= n_hidden = {self.n_hidden} (SRM cannot "
+                    raise UsageError(f"{name} (k) must be <= n_hidden = {self.n_hidden} (SRM cannot "
                                      f"find more shared features than units), got {k}")
                 if k > 4 * self.n_per_cloud:
-                    raise ValueError(f"{name} (k) must be <= the {4 * self.n_per_cloud} training "
+                    raise UsageError(f"{name} (k) must be <= the {4 * self.n_per_cloud} training "
                                      f"points, got {k}")
         for level in self.noise_levels:
             _require_number("noise_levels", level)
         if self.sweep_sims is not None:
             _require_int("sweep_sims", self.sweep_sims, minimum=1)
             if self.sweep_sims > self.n_sims:
-                raise ValueError(f"sweep_sims must be <= n_sims = {self.n_sims}, got {self.sweep_sims}")
+                raise UsageError(f"sweep_sims must be <= n_sims = {self.n_sims}, got {self.sweep_sims}")
         from qmvpa import factor
 
         if self.srm_engine not in factor.ENGINES:
-            raise ValueError(f"srm_engine must be one of {', '.join(factor.ENGINES)}, got {self.srm_engine!r}")
+            raise UsageError(f"srm_engine must be one of {', '.join(factor.ENGINES)}, got {self.srm_engine!r}")
         if not isinstance(self.center_units, bool):
-            raise ValueError(f"center_units must be True or False, got {self.center_units!r}")
+            raise UsageError(f"center_units must be True or False, got {self.center_units!r}")
         if self.train_method not in xor.TRAIN_METHODS:
-            raise ValueError(f"train_method must be one of {xor.TRAIN_METHODS}, got {self.train_method!r}")
+            raise UsageError(f"train_method must be one of {xor.TRAIN_METHODS}, got {self.train_method!r}")
+        if not isinstance(self.original, bool):
+            raise UsageError(f"original must be True or False, got {self.original!r}")
+        if self.original:
+            extras = [name for name, used in (("noise_levels (--noise-sweep)", self.noise_levels),
+                                              ("k_values (--k-sweep)", self.k_values),
+                                              ("center_units (--center-units)", self.center_units)) if used]
+            if extras:
+                raise UsageError(f"original mode reproduces the original code's single condition; it cannot "
+                                 f"be combined with {', '.join(extras)}")
 
     def conditions(self, rep: int) -> list:
         """The (noise, k) pairs repetition ``rep`` evaluates: the paper's first, then the sweeps'."""
@@ -166,14 +193,14 @@ class SimConfig:
 
 def _require_int(name, value, minimum, why=None):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}{f' ({why})' if why else ''}, "
+        raise UsageError(f"{name} must be an integer >= {minimum}{f' ({why})' if why else ''}, "
                          f"got {value!r}")
 
 
 def _require_number(name, value):
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
             or not np.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        raise UsageError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
 @dataclasses.dataclass
@@ -199,10 +226,20 @@ def _int_seed(config: SimConfig, rep: int, purpose: int) -> int:
     return int(np.random.SeedSequence(config.seed, spawn_key=(rep, purpose)).generate_state(1)[0] >> 1)
 
 
-def score_against_truth(rsm, truth) -> dict:
-    """``{"linear": Pearson r, "rank": Kendall τ}`` of two RSMs' strict lower triangles."""
+def score_against_truth(rsm, truth, whole_matrix: bool = False) -> dict:
+    """``{"linear": Pearson r, "rank": Kendall τ}`` of two RSMs.
+
+    By default of their strict lower triangles; with ``whole_matrix`` (the
+    original code's ``correlate_solution_to_truth``) of all their entries,
+    diagonal included. Kendall's τ is τ-b in both cases.
+    """
     from qmvpa.rsa import rsm_similarity
 
+    if whole_matrix:
+        from scipy.stats import kendalltau, pearsonr
+
+        a, b = np.ravel(rsm), np.ravel(truth)
+        return {"linear": float(pearsonr(a, b).statistic), "rank": float(kendalltau(a, b).statistic)}
     return {measure: rsm_similarity(rsm, truth, method=method) for measure, method in MEASURES.items()}
 
 
@@ -219,12 +256,14 @@ def train_network(config: SimConfig, rep: int):
         ``hidden_sd``, the hidden units' mean SD across test images (the
         scale the copies' noise SD compares with).
     """
-    x_train, y_train, _ = xor.make_xor_data(config.n_per_cloud, config.sigma, _stream(config, rep, _DATA_TRAIN))
+    offset = xor.ORIGINAL_OFFSET if config.original else 0.0
+    x_train, y_train, _ = xor.make_xor_data(config.n_per_cloud, config.sigma, _stream(config, rep, _DATA_TRAIN),
+                                            offset=offset)
     x_test, y_test, cloud_test = xor.make_xor_data(config.n_per_cloud, config.sigma,
-                                                   _stream(config, rep, _DATA_TEST))
+                                                   _stream(config, rep, _DATA_TEST), offset=offset)
     model, losses = xor.train_xor_net(x_train, y_train, n_hidden=config.n_hidden, n_epochs=config.n_epochs,
                                       learning_rate=config.learning_rate, seed=_int_seed(config, rep, _INIT),
-                                      method=config.train_method)
+                                      method=config.train_method, init="torch" if config.original else "glorot")
     h_train, h_test = xor.hidden_activity(model, x_train), xor.hidden_activity(model, x_test)
     info = {"rep": rep, "final_loss": float(losses[-1]),
             "train_accuracy": xor.accuracy(model, x_train, y_train),
@@ -255,7 +294,8 @@ def run_repetition(config: SimConfig, rep: int, keep_rsms: bool = False):
     srm_seed = _int_seed(config, rep, _SRM)
     rows, rsms = [], ({"cloud": cloud_test} if keep_rsms else None)
     for transform in xor.TRANSFORMS:
-        qs = xor.make_transforms(transform, config.n_hidden, config.n_nets, _stream(config, rep, _COPIES[transform]))
+        qs = xor.make_transforms(transform, config.n_hidden, config.n_nets, _stream(config, rep, _COPIES[transform]),
+                                 orthogonal="qr_uniform" if config.original else "haar")
         for noise in noise_levels:
             # A fresh stream per noise level: every level adds noise * the same Z_i.
             noise_rng = _stream(config, rep, _NOISE[transform])
@@ -263,7 +303,7 @@ def run_repetition(config: SimConfig, rep: int, keep_rsms: bool = False):
             test_copies = xor.copy_activity(h_test, qs, noise, noise_rng)  # n_nets × (units, n_test)
             truth = mean_within_rsm(test_copies)  # (n_test, n_test)
             native = inter_subject_rsm(test_copies)  # (n_test, n_test)
-            native_scores = score_against_truth(native, truth)
+            native_scores = score_against_truth(native, truth, whole_matrix=config.original)
             to_map = test_copies
             if config.center_units:
                 to_map = [x - t.mean(axis=1, keepdims=True) for x, t in zip(test_copies, train_copies)]
@@ -273,7 +313,8 @@ def run_repetition(config: SimConfig, rep: int, keep_rsms: bool = False):
                 model = factor.fit_srm(train_copies, n_components=k, n_iter=config.srm_n_iter,
                                        random_state=srm_seed, engine=config.srm_engine)
                 shared = inter_subject_rsm(factor.transform(model, to_map))  # (n_test, n_test)
-                scores = {"shared": score_against_truth(shared, truth), "native": native_scores}
+                scores = {"shared": score_against_truth(shared, truth, whole_matrix=config.original),
+                          "native": native_scores}
                 for space in SPACES:
                     for measure, value in scores[space].items():
                         rows.append({"rep": rep, "transform": transform, "noise": float(noise),
@@ -394,7 +435,7 @@ def load_results(out) -> SimResults:
     out = Path(out)
     config = saved_config(out)
     if config is None:
-        raise FileNotFoundError(f"{out} holds no complete simulation run; run simulation/run_sim.py "
+        raise MissingInputError(f"{out} holds no complete simulation run; run simulation/run_sim.py "
                                 f"--out {out} first")
     meta = json.loads((out / CONFIG_JSON).read_text())
     table = pd.read_csv(out / RESULTS_CSV)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from nnsrm.simulation.experiment import ci95_interval, select
+from nnsrm.errors import UsageError
 
 COLOURS = {"shared": "#4C72B0", "native": "#DD8452"}  # the poster's blue and brown
 SPACE_LABELS = {"shared": "Shared", "native": "Native"}
@@ -53,7 +54,7 @@ def plot_fig5(table, noise: float = 0.0, n_components: int = 50):
     _style()
     data = select(table, noise=noise, n_components=n_components)
     if data.empty:
-        raise ValueError(f"no rows with noise={noise} and n_components={n_components} in the table")
+        raise UsageError(f"no rows with noise={noise} and n_components={n_components} in the table")
     n_reps = data["rep"].nunique()
     fig, axes = plt.subplots(1, 2, figsize=(8.0, 3.6), sharey=True, layout="constrained")
     for ax, transform in zip(axes, TRANSFORM_TITLES):
@@ -141,7 +142,7 @@ def plot_noise_sweep(table, n_components: int = 50, max_rep: int | None = None):
         data = data[data["rep"] < max_rep]
     levels = np.sort(data["noise"].unique())
     if len(levels) < 2:
-        raise ValueError(f"the table has {len(levels)} noise level(s) at k={n_components}; "
+        raise UsageError(f"the table has {len(levels)} noise level(s) at k={n_components}; "
                          f"run with --noise-sweep")
     # Evenly spaced positions: the levels span orders of magnitude and include 0.
     data = data.assign(level=np.searchsorted(levels, data["noise"]))
@@ -165,7 +166,7 @@ def plot_k_sweep(table, noise: float = 0.0, max_rep: int | None = None):
         data = data[data["rep"] < max_rep]
     ks = np.sort(data["n_components"].unique())
     if len(ks) < 2:
-        raise ValueError(f"the table has {len(ks)} value(s) of k at noise={noise}; run with --k-sweep")
+        raise UsageError(f"the table has {len(ks)} value(s) of k at noise={noise}; run with --k-sweep")
     data = data.assign(level=np.searchsorted(ks, data["n_components"]))  # evenly spaced, like the noise sweep
     fig, axes = _sweep_axes(data, "level", f" (noise SD {noise:g})", "SRM components k")
     for ax in axes:

@@ -2,13 +2,18 @@
 
 Everything the simulation needs below the analysis (docs/simulation.md):
 
-- :func:`make_xor_data` — four Gaussian clouds at (±1, ±1), label = quadrant parity;
+- :func:`make_xor_data` — four Gaussian clouds at (±1, ±1), label = quadrant parity
+  (with ``offset=ORIGINAL_OFFSET``, the original code's clouds at (0, 0), (2, 2),
+  (2, 0), (0, 2));
 - :func:`build_xor_net`, :func:`train_xor_net` — 2 inputs → ``n_hidden`` sigmoid
-  units → 1 linear output, mean squared error, Adam, full-batch epochs;
+  units → 1 linear output, mean squared error, Adam, full-batch epochs (Keras'
+  or, with ``init="torch"``, the original code's PyTorch initialisation);
 - :func:`hidden_activity` — the hidden layer's response, **units × images**;
 - :func:`make_transforms`, :func:`copy_activity` — copies of the hidden activity,
   each ``Q_i @ H (+ noise)`` with ``Q_i`` a random permutation matrix or a random
-  orthogonal matrix; :func:`permute_hidden_units` builds the permuted *network*
+  orthogonal matrix (uniform over O(n), or with ``orthogonal="qr_uniform"`` the
+  original code's Q factor of a uniform [0, 1) matrix, see
+  :func:`qr_uniform_orthogonal`); :func:`permute_hidden_units` builds the permuted *network*
   itself (the original code's way), used by the tests to show the two agree.
 
 Training under the JAX backend runs all epochs as one jitted ``lax.scan`` over
@@ -28,7 +33,14 @@ import numpy as np
 # grouped by cloud, and the two label-0 clouds come first (as in the original code).
 CLOUD_CENTRES = np.array([[1.0, -1.0], [-1.0, 1.0], [1.0, 1.0], [-1.0, -1.0]])
 TRANSFORMS = ("orthogonal", "permutation")
+#: How :func:`make_transforms` draws orthogonal matrices: Haar (ours) or the original code's QR of U[0, 1).
+ORTHOGONAL_METHODS = ("haar", "qr_uniform")
+#: The original code drew the clouds' noise with mean 1 (``torch.normal(ones, 0.3)``), moving every
+#: cloud by (+1, +1): centres (2, 0), (0, 2), (2, 2), (0, 0).
+ORIGINAL_OFFSET = 1.0
 TRAIN_METHODS = ("auto", "jax", "fit")
+#: Weight initialisations of :func:`build_xor_net`: Keras' defaults (ours) or PyTorch's (the original code's).
+INITS = ("glorot", "torch")
 
 
 def _keras():
@@ -53,8 +65,8 @@ def _check_nonnegative(name, value):
 # --------------------------------------------------------------------------- data
 
 
-def make_xor_data(n_per_cloud: int = 50, sigma: float = 0.3, rng=None):
-    """Draw the XOR data: four Gaussian clouds at (±1, ±1).
+def make_xor_data(n_per_cloud: int = 50, sigma: float = 0.3, rng=None, offset: float = 0.0):
+    """Draw the XOR data: four Gaussian clouds at (±1, ±1) (plus ``offset``).
 
     Parameters
     ----------
@@ -64,23 +76,30 @@ def make_xor_data(n_per_cloud: int = 50, sigma: float = 0.3, rng=None):
         Standard deviation of each cloud, per coordinate (the paper: 0.3).
     rng : numpy.random.Generator or int or None
         Source of randomness.
+    offset : float, default 0
+        Added to both coordinates of every point. The original code's noise had
+        mean 1, i.e. ``offset=ORIGINAL_OFFSET``: clouds at (2, 0), (0, 2),
+        (2, 2), (0, 0), not centred on the origin.
 
     Returns
     -------
     x : ndarray, shape (4 * n_per_cloud, 2), float32
         The points, grouped by cloud in the order of :data:`CLOUD_CENTRES`.
     y : ndarray, shape (4 * n_per_cloud,), float32
-        Quadrant parity: 1 where the centre's coordinates have the same sign
-        (quadrants I and III), else 0.
+        Quadrant parity of the cloud before the offset: 1 where the centre's
+        coordinates have the same sign (quadrants I and III), else 0.
     cloud : ndarray, shape (4 * n_per_cloud,), int
         Index of each point's cloud (0-3), for plots.
     """
     _check_positive_int("n_per_cloud", n_per_cloud)
     _check_nonnegative("sigma", sigma)
+    if isinstance(offset, bool) or not isinstance(offset, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(offset):
+        raise ValueError(f"offset must be a finite number, got {offset!r}")
     rng = np.random.default_rng(rng)
     cloud = np.repeat(np.arange(len(CLOUD_CENTRES)), n_per_cloud)
     centres = CLOUD_CENTRES[cloud]  # (n, 2)
-    x = centres + sigma * rng.standard_normal(centres.shape)
+    x = centres + offset + sigma * rng.standard_normal(centres.shape)
     y = (np.sign(centres[:, 0]) == np.sign(centres[:, 1])).astype(np.float32)
     return x.astype(np.float32), y, cloud
 
@@ -94,20 +113,39 @@ def glorot_uniform(fan_in: int, fan_out: int, rng) -> np.ndarray:
     return rng.uniform(-limit, limit, size=(fan_in, fan_out)).astype(np.float32)
 
 
-def build_xor_net(n_hidden: int = 50, seed: int = 0):
+def torch_linear_uniform(fan_in: int, fan_out: int, rng) -> tuple:
+    """PyTorch's default ``nn.Linear`` initialisation, drawn by numpy: kernel and bias U(±1/sqrt(fan_in)).
+
+    (``kaiming_uniform_(a=sqrt(5))`` gives the kernel bound ``1 / sqrt(fan_in)``.)
+    Returns the kernel, shape (fan_in, fan_out), and the bias, shape (fan_out,), float32.
+    """
+    bound = 1.0 / np.sqrt(fan_in)
+    kernel = rng.uniform(-bound, bound, size=(fan_in, fan_out)).astype(np.float32)
+    return kernel, rng.uniform(-bound, bound, size=fan_out).astype(np.float32)
+
+
+def build_xor_net(n_hidden: int = 50, seed: int = 0, init: str = "glorot"):
     """The 2 → ``n_hidden`` sigmoid → 1 linear network, initialised from ``seed``.
 
-    Kernels are Glorot-uniform and biases zero (Keras' defaults), but drawn
-    with numpy from ``seed``, so that a seed gives the same initial network
-    under every Keras backend. The hidden layer is named ``"hidden"``.
+    With ``init="glorot"`` kernels are Glorot-uniform and biases zero (Keras'
+    defaults); with ``init="torch"``, PyTorch's ``nn.Linear`` defaults, which
+    the original code's network had (:func:`torch_linear_uniform`). Either
+    is drawn with numpy from ``seed``, so that a seed gives the same initial
+    network under every Keras backend. The hidden layer is named ``"hidden"``.
     """
     _check_positive_int("n_hidden", n_hidden)
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {init!r}")
     keras = _keras()
     inputs = keras.Input(shape=(2,), name="x")
     hidden = keras.layers.Dense(n_hidden, activation="sigmoid", name="hidden")(inputs)
     output = keras.layers.Dense(1, name="output")(hidden)
     model = keras.Model(inputs, output, name="xor_net")
     rng = np.random.default_rng(seed)
+    if init == "torch":
+        model.get_layer("hidden").set_weights(list(torch_linear_uniform(2, n_hidden, rng)))
+        model.get_layer("output").set_weights(list(torch_linear_uniform(n_hidden, 1, rng)))
+        return model
     model.get_layer("hidden").set_weights([glorot_uniform(2, n_hidden, rng), np.zeros(n_hidden, np.float32)])
     model.get_layer("output").set_weights([glorot_uniform(n_hidden, 1, rng), np.zeros(1, np.float32)])
     return model
@@ -149,7 +187,7 @@ def _jax_trainer(n_hidden: int, n_epochs: int, learning_rate: float):
 
 
 def train_xor_net(x, y, *, n_hidden: int = 50, n_epochs: int = 1000, learning_rate: float = 0.003,
-                  seed: int = 0, method: str = "auto"):
+                  seed: int = 0, method: str = "auto", init: str = "glorot"):
     """Build and train one XOR network on the full batch.
 
     Parameters
@@ -161,6 +199,8 @@ def train_xor_net(x, y, *, n_hidden: int = 50, n_epochs: int = 1000, learning_ra
         The paper: 50 hidden units, 1,000 full-batch epochs of Adam at 0.003.
     seed : int
         Seeds the initial weights (see :func:`build_xor_net`).
+    init : {"glorot", "torch"}
+        Initialisation of the weights (see :func:`build_xor_net`).
     method : {"auto", "jax", "fit"}
         ``"jax"``: one jitted loop (JAX backend only); ``"fit"``: ``model.fit``
         with batch = all images (any backend, slower); ``"auto"``: ``"jax"``
@@ -191,7 +231,7 @@ def train_xor_net(x, y, *, n_hidden: int = 50, n_epochs: int = 1000, learning_ra
     if x.ndim != 2 or x.shape[1] != 2 or len(x) != len(y):
         raise ValueError(f"x must be (n_images, 2) and y (n_images,), got {x.shape} and {y.shape[:1]}")
 
-    model = build_xor_net(n_hidden, seed=seed)
+    model = build_xor_net(n_hidden, seed=seed, init=init)
     if method == "jax":
         train = _jax_trainer(n_hidden, n_epochs, float(learning_rate))
         trainable = [v.value for v in model.trainable_variables]
@@ -267,6 +307,23 @@ def random_orthogonal(n: int, rng=None) -> np.ndarray:
     return q * np.sign(np.diag(r))  # the sign fix makes the distribution Haar
 
 
+def qr_uniform_orthogonal(n: int, rng=None) -> np.ndarray:
+    """The original code's "random" orthogonal matrix: the Q of ``numpy.linalg.qr`` of a U[0, 1) matrix.
+
+    Orthogonal, but not uniform over O(n): every column of the uniform
+    matrix lies in the positive orthant, so the first column of Q is (up to
+    LAPACK's sign, the same in every draw) a positive vector about 30 degrees
+    from the all-ones direction (cosine about 0.87). All copies therefore
+    map the units' common mean direction alike: rotated copies of activity
+    with a large mean (sigmoid units) stay similar in the native space.
+    Shape (n, n).
+    """
+    _check_positive_int("n", n)
+    rng = np.random.default_rng(rng)
+    q, _ = np.linalg.qr(rng.random((n, n)))
+    return q
+
+
 def random_permutation_matrix(n: int, rng=None) -> np.ndarray:
     """A random permutation matrix ``P`` (``P @ H == H[perm]``), shape (n, n)."""
     _check_positive_int("n", n)
@@ -274,7 +331,7 @@ def random_permutation_matrix(n: int, rng=None) -> np.ndarray:
     return np.eye(n)[rng.permutation(n)]
 
 
-def make_transforms(kind: str, n_units: int, n_copies: int, rng=None) -> list:
+def make_transforms(kind: str, n_units: int, n_copies: int, rng=None, orthogonal: str = "haar") -> list:
     """``n_copies`` random transforms of the hidden units, each (n_units, n_units).
 
     Parameters
@@ -282,12 +339,20 @@ def make_transforms(kind: str, n_units: int, n_copies: int, rng=None) -> list:
     kind : {"orthogonal", "permutation"}
     n_units, n_copies : int
     rng : numpy.random.Generator or int or None
+    orthogonal : {"haar", "qr_uniform"}, default "haar"
+        How orthogonal matrices are drawn: :func:`random_orthogonal` (uniform
+        over O(n)) or :func:`qr_uniform_orthogonal` (the original code's).
     """
     if kind not in TRANSFORMS:
         raise ValueError(f"kind must be one of {TRANSFORMS}, got {kind!r}")
+    if orthogonal not in ORTHOGONAL_METHODS:
+        raise ValueError(f"orthogonal must be one of {ORTHOGONAL_METHODS}, got {orthogonal!r}")
     _check_positive_int("n_copies", n_copies)
     rng = np.random.default_rng(rng)
-    draw = random_orthogonal if kind == "orthogonal" else random_permutation_matrix
+    if kind == "permutation":
+        draw = random_permutation_matrix
+    else:
+        draw = random_orthogonal if orthogonal == "haar" else qr_uniform_orthogonal
     return [draw(n_units, rng) for _ in range(n_copies)]
 
 
