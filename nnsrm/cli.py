@@ -188,19 +188,27 @@ def add_verbosity_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def prepare_environment(blas_threads: int | None = None) -> None:
+def prepare_environment(blas_threads: int | None = None, cpu_devices: bool = False) -> None:
     """Defaults a command sets before Keras, JAX or NumPy load (values the user set are kept).
 
     JAX is Keras' backend unless ``KERAS_BACKEND`` says otherwise (with
     TensorFlow installed Keras would pick it); TensorFlow's C++ start-up chatter
     is off; matplotlib draws off-screen. ``blas_threads`` caps OpenBLAS: its SVD
     is several times slower with two threads than with one on small machines.
+    ``cpu_devices`` makes JAX show each CPU core as a device of its own
+    (``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>``): stages 1
+    and 2 run one network per core there, as XLA's CPU backend barely spreads
+    one small network's step over several cores. Harmless on a GPU machine.
     """
     os.environ.setdefault("KERAS_BACKEND", "jax")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("MPLBACKEND", "Agg")
     if blas_threads is not None:
         os.environ.setdefault("OPENBLAS_NUM_THREADS", str(blas_threads))
+    flags = os.environ.get("XLA_FLAGS", "")
+    if cpu_devices and "xla_force_host_platform_device_count" not in flags:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={max(1, cores)}".strip()
 
 
 def setup_logging(verbose: int = 0, prog: str | None = None) -> None:

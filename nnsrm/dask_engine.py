@@ -113,10 +113,31 @@ def check_scheduler(address: str, timeout: float = 5.0) -> None:
         raise _unreachable(address, reason) from None
 
 
+def count_workers(scheduler: str) -> int:
+    """How many workers the Dask scheduler ``scheduler`` (an address or a scheduler file) has now.
+
+    Raises
+    ------
+    UsageError
+        If the scheduler cannot be reached.
+    """
+    from distributed import Client
+
+    address = scheduler_address(scheduler)
+    check_scheduler(address)
+    with _quiet_dask_logs():
+        try:
+            with Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False) as client:
+                return len(client.nthreads())
+        except (OSError, TimeoutError) as err:
+            raise _unreachable(address, str(err).splitlines()[0] if str(err) else type(err).__name__) from None
+
+
 def _worker_env() -> dict:
-    """Environment the workers should have, as this process does (Keras backend, quiet TensorFlow)."""
+    """Environment the workers should have, as this process does (Keras backend, quiet TensorFlow, XLA flags)."""
     env = {"KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "jax")}
-    for name in ("TF_CPP_MIN_LOG_LEVEL", "OPENBLAS_NUM_THREADS", "JAX_PLATFORMS", "NNSRM_JAX_CACHE", "MPLBACKEND"):
+    for name in ("TF_CPP_MIN_LOG_LEVEL", "OPENBLAS_NUM_THREADS", "JAX_PLATFORMS", "NNSRM_JAX_CACHE", "MPLBACKEND",
+                 "XLA_FLAGS"):
         if name in os.environ:
             env[name] = os.environ[name]
     return env

@@ -1,7 +1,7 @@
 """What a stage is made of: independent jobs, and what happened to them.
 
-A stage is a list of :class:`Job` s (stage 1: one per subject; stage 2: one per
-subject × epoch; stage 3: one per epoch × layer). Each job is a plain top-level
+A stage is a list of :class:`Job` s (stage 1: one per group of subjects; stage
+2: one per subject; stage 3: one per epoch × layer). Each job is a plain top-level
 function of picklable keyword arguments that writes its own outputs atomically
 and marks them complete, so any engine (:mod:`nnsrm.runner` in this process,
 :mod:`nnsrm.dask_engine` on Dask) can run it and a rerun skips what is done.

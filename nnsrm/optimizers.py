@@ -90,8 +90,9 @@ def make_optimizer(cfg):
     Returns
     -------
     keras.optimizers.Optimizer
-        With a plain (assignable) learning rate: the training stage sets it
-        every epoch for the inverse-time decay and the plateau rule.
+        With a plain learning rate: the training stage replaces it by the
+        inverse-time decay of a base rate that the plateau rule lowers
+        (:func:`nnsrm.lr_control.configured_optimizer`).
 
     Raises
     ------

@@ -1,16 +1,30 @@
-"""Stage 1: train one subject (network) and save its weights at every logged epoch.
+"""Stage 1: train a group of subjects (networks) and save their weights at every logged epoch.
 
-One job per subject. The job is a plain function of (config, results root,
-subject): it builds the network from the subject's seed, saves the untrained
-weights as epoch 0, trains with the configured optimiser and schedule, and
-saves the weights after each logged epoch and ``history.csv`` after every
-epoch, each write atomic. A completion marker is written last; a subject
-without one (a killed run) is trained again from scratch, which gives the same
-result because everything is seeded.
+One job per group of subjects (``--group-size``; one subject per job is the
+sequential case). The job is a plain function of (config, results root,
+subjects): for each subject it builds the network from the subject's seed,
+saves the untrained weights as epoch 0, trains with the configured optimiser
+and learning-rate control (:mod:`nnsrm.lr_control`), and saves the weights
+after each logged epoch and ``history.csv`` after every epoch, each write
+atomic. How the epochs run is an *engine*'s business:
+:class:`nnsrm.compiled_training.CompiledEngine` (JAX: the group's seeds in
+compiled programs) or :class:`nnsrm.fit_training.FitEngine` (any backend:
+``model.fit``, one subject after another). Both draw the randomness of epoch
+``e`` from ``(seed, e)`` (:mod:`nnsrm.seeding`).
+
+At every logged epoch each subject also gets a checkpoint
+(:mod:`nnsrm.checkpoint`), so a killed job resumes from the last logged epoch
+and ends with the weights an uninterrupted run gives. A completion marker is
+written last, recording what made the outputs (:func:`nnsrm.state.stage1_record`),
+and the checkpoint removed. A subject complete with other settings stops the
+job (:class:`nnsrm.errors.StaleOutputError`) unless ``overwrite``; the job holds
+its subjects' locks (:func:`nnsrm.atomic.job_lock`) while it writes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
 import logging
 import sys
@@ -20,7 +34,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nnsrm import atomic, state
+from nnsrm import atomic, checkpoint, interrupts, state
+from nnsrm.errors import StaleOutputError, UsageError
+from nnsrm.model_state import save_weights  # noqa: F401 - part of this module's API
 from nnsrm.paths import ResultsLayout
 from nnsrm.provenance import write_config_json
 
@@ -37,79 +53,7 @@ def cached_dataset(name: str, data_dir: str | None, subtract_mean: bool | None =
     return data_loader.load_dataset(name, data_dir, subtract_mean=subtract_mean)
 
 
-def _callbacks(cfg, layout, subject, n_steps_per_epoch, progress):
-    import keras
-    from tqdm.auto import tqdm
-
-    class LearningRateControl(keras.callbacks.Callback):
-        """Inverse-time decay plus ReduceLROnPlateau on the validation loss.
-
-        Keras 2's ``decay`` gave ``lr / (1 + decay * step)`` at every step; we
-        set it at the start of each epoch from the step count (at the paper's
-        1e-6 per step this differs from per-step decay by < 0.2 %). The plateau
-        rule matches ``keras.callbacks.ReduceLROnPlateau`` (min_delta 1e-4,
-        cooldown 0) acting on the base rate.
-        """
-
-        def __init__(self):
-            super().__init__()
-            self.base_lr = cfg.learning_rate
-            self.best = np.inf
-            self.wait = 0
-
-        def current_lr(self, epoch):
-            return self.base_lr / (1.0 + cfg.lr_decay * epoch * n_steps_per_epoch)
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.model.optimizer.learning_rate.assign(self.current_lr(epoch))
-
-        def on_epoch_end(self, epoch, logs=None):
-            logs["learning_rate"] = self.current_lr(epoch)
-            val_loss = logs.get("val_loss", np.inf)
-            if val_loss < self.best - 1e-4:
-                self.best, self.wait = val_loss, 0
-            else:
-                self.wait += 1
-                if self.wait >= cfg.plateau_patience and self.base_lr > cfg.plateau_min_lr:
-                    self.base_lr = max(self.base_lr * cfg.plateau_factor, cfg.plateau_min_lr)
-                    self.wait = 0
-                    log.info("subject %d epoch %d: learning rate reduced to %.3g",
-                             subject, epoch + 1, self.base_lr)
-
-    class SaveAndLog(keras.callbacks.Callback):
-        """Weights at logged epochs, history.csv every epoch, a progress bar."""
-
-        def __init__(self):
-            super().__init__()
-            self.rows = []
-            self.bar = tqdm(total=cfg.n_epochs, desc=f"train subj{subject:02d}", unit="epoch",
-                            leave=False, disable=not progress or not sys.stderr.isatty())
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.t0 = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            done = epoch + 1  # Keras counts from 0; our epoch e means "after e epochs"
-            row = {"epoch": done, **{k: float(logs[k]) for k in HISTORY_COLUMNS[1:-1] if k in logs},
-                   "seconds": time.perf_counter() - self.t0}
-            self.rows.append(row)
-            if done in cfg.logged_epochs:
-                save_weights(self.model, layout.weights_path(subject, done))
-            table = pd.DataFrame(self.rows, columns=HISTORY_COLUMNS)
-            atomic.write_text(layout.history_path(subject), table.to_csv(index=False))
-            self.bar.set_postfix(loss=f"{row['loss']:.3f}", val_acc=f"{row.get('val_accuracy', 0):.3f}")
-            self.bar.update(1)
-
-        def on_train_end(self, logs=None):
-            self.bar.close()
-
-    return [LearningRateControl(), SaveAndLog()]
-
-
-def save_weights(model, path: Path) -> None:
-    """``model.save_weights`` through a temporary file, renamed when whole."""
-    with atomic.atomic_path(path, suffix=".weights.h5") as tmp:
-        model.save_weights(tmp)
+ENGINES = ("auto", "compiled", "fit")
 
 
 def subject_outputs(cfg, layout: ResultsLayout, subject: int) -> list:
@@ -117,59 +61,242 @@ def subject_outputs(cfg, layout: ResultsLayout, subject: int) -> list:
     return [layout.weights_path(subject, e) for e in cfg.logged_epochs] + [layout.history_path(subject)]
 
 
-def train_subject(cfg, root: str | Path, subject: int, data_dir: str | None = None,
-                  overwrite: bool = False, progress: bool = True) -> dict:
-    """Train subject ``subject`` of experiment ``cfg`` (a config.ExperimentConfig).
+def make_engine(kind: str, cfg, data, seeds, strategy: str | None = None):
+    """The engine that trains ``seeds`` together: ``"compiled"`` (JAX), ``"fit"`` (any backend) or ``"auto"``.
 
-    Skipped if complete with the same settings (:mod:`nnsrm.state`); runs
-    under the subject's lock, so a second writer waits instead of racing.
+    Raises
+    ------
+    UsageError
+        ``"compiled"`` asked for on a backend other than JAX, or an unknown kind.
+    """
+    import keras
+
+    if kind not in ENGINES:
+        raise UsageError(f"engine must be one of {', '.join(ENGINES)}, got {kind!r}")
+    backend = keras.backend.backend()
+    if kind == "auto":
+        kind = "compiled" if backend == "jax" else "fit"
+    if kind == "compiled":
+        if backend != "jax":
+            raise UsageError(f"training seeds together needs the JAX backend (KERAS_BACKEND={backend})")
+        from nnsrm.compiled_training import CompiledEngine
+
+        return CompiledEngine(cfg, data, seeds, strategy=strategy)
+    from nnsrm.fit_training import FitEngine
+
+    return FitEngine(cfg, data, seeds)
+
+
+@dataclasses.dataclass
+class _Subject:
+    """A subject being trained: where it is and what it has logged."""
+
+    index: int  # position in the engine
+    subject: int
+    seed: int
+    epoch: int
+    rule: object  # lr_control.PlateauRule
+    history: list
+    seconds: float = 0.0
+
+
+def _resume_point(cfg, layout, subject, seed):
+    """The subject's checkpoint if it can continue this run, else None (with the reason logged)."""
+    ckpt = checkpoint.load_checkpoint(layout.subject_dir(subject))
+    if ckpt is None:
+        return None
+    why = None
+    if ckpt.seed != seed or not checkpoint.same_config(ckpt.config, cfg.to_dict()):
+        why = "it was made with another configuration or seed"
+    elif not 0 < ckpt.epoch <= cfg.n_epochs or len(ckpt.history) != ckpt.epoch:
+        why = f"its epoch {ckpt.epoch} does not fit this run"
+    else:
+        missing = [e for e in cfg.logged_epochs if e <= ckpt.epoch and not layout.weights_path(subject, e).exists()]
+        if missing:
+            why = f"the weights of epoch(s) {missing} are missing"
+    if why:
+        log.warning("subject %d: not resuming from %s (%s); training from the start",
+                    subject, checkpoint.checkpoint_path(layout.subject_dir(subject)), why)
+        return None
+    return ckpt
+
+
+def train_group(cfg, root: str | Path, subjects, data_dir: str | None = None, overwrite: bool = False,
+                progress: bool = True, engine: str = "auto", strategy: str | None = None) -> list:
+    """Train the subjects ``subjects`` of experiment ``cfg`` together (one stage-1 job).
+
+    Subjects complete with the same settings are skipped (unless
+    ``overwrite``); a subject with a checkpoint from this configuration
+    continues from it.
+
+    Parameters
+    ----------
+    cfg : nnsrm.config.ExperimentConfig
+    root : path
+        Results root.
+    subjects : sequence of int
+    data_dir : str, optional
+        Folder of the dataset archive (see :func:`nnsrm.data_loader.load_dataset`).
+    overwrite : bool
+        Retrain complete subjects from scratch (their checkpoints are ignored too).
+    progress : bool
+        A per-epoch progress bar on a terminal.
+    engine : {"auto", "compiled", "fit"}
+        See :func:`make_engine`.
+    strategy : {"vmap", "loop"}, optional
+        How the compiled engine runs a group (default: by device; see
+        :mod:`nnsrm.compiled_training`).
 
     Returns
     -------
-    dict
-        ``{"subject", "skipped", "final_val_accuracy", "seconds"}``.
+    list of dict
+        Per subject, ``{"subject", "skipped", "final_val_accuracy", "seconds",
+        "resumed_from"}`` (only ``subject`` and ``skipped`` for a skipped one).
 
     Raises
     ------
     nnsrm.errors.StaleOutputError
-        If the subject is complete but was trained with other settings (and not ``overwrite``).
+        If a subject is complete but was trained with other settings (and not ``overwrite``).
     """
     layout = ResultsLayout(root, cfg.data, cfg.model)
-    return state.run_job(layout.subject_dir(subject), state.stage1_record(cfg), f"train subj{subject:02d}",
-                         overwrite, lambda: _train_subject(cfg, root, subject, data_dir, progress),
-                         skipped={"subject": subject, "skipped": True})
+    subjects = [int(s) for s in subjects]
+    record = state.stage1_record(cfg)
+    results = {s: {"subject": s, "skipped": True} for s in subjects}
+    todo = _to_train(layout, subjects, record, overwrite)
+    if not todo:
+        return [results[s] for s in subjects]
+    with contextlib.ExitStack() as locks:
+        for s in todo:  # in subject order, so two jobs sharing subjects cannot wait on each other
+            locks.enter_context(atomic.job_lock(layout.subject_dir(s), _job_name(s)))
+        # A writer that held a lock may have completed its subjects meanwhile.
+        todo = _to_train(layout, todo, record, overwrite)
+        if todo:
+            results.update(_train(cfg, root, layout, todo, record, data_dir, overwrite, progress, engine, strategy))
+    return [results[s] for s in subjects]
 
 
-def _train_subject(cfg, root, subject, data_dir, progress) -> dict:
-    """The body of :func:`train_subject`, run while holding the subject's lock."""
-    import keras
+def _job_name(subject: int) -> str:
+    return f"train subj{subject:02d}"
 
-    from nnsrm.models import build_model
-    from nnsrm.optimizers import make_optimizer
+
+def _to_train(layout, subjects, record, overwrite) -> list:
+    """The subjects to train: not complete with ``record`` (all of them with ``overwrite``).
+
+    Raises
+    ------
+    nnsrm.errors.StaleOutputError
+        A subject complete with another record, without ``overwrite``.
+    """
+    todo = []
+    for s in subjects:
+        subj_dir = layout.subject_dir(s)
+        if overwrite:
+            todo.append(s)
+            continue
+        st, diff = state.job_state(subj_dir, record)
+        if st == "stale":
+            raise StaleOutputError(state.stale_message(_job_name(s), subj_dir, diff))
+        if st == "complete":
+            checkpoint.remove_checkpoint(subj_dir)  # left if a run died between marker and clean-up
+            log.info("subject %d already trained; skipped (use --overwrite to redo)", s)
+        else:
+            todo.append(s)
+    return todo
+
+
+def _train(cfg, root, layout, todo, record, data_dir, overwrite, progress, engine, strategy) -> dict:
+    """The body of :func:`train_group` for the subjects ``todo``, run while holding their locks."""
+    from tqdm.auto import tqdm
+
     from nnsrm.jax_cache import enable_compilation_cache
+    from nnsrm.lr_control import PlateauRule, decayed_rate
 
-    layout = ResultsLayout(root, cfg.data, cfg.model)
-    subj_dir = layout.subject_dir(subject)
-    atomic.clear_marker(subj_dir)
-    atomic.remove_stale_temporaries(subj_dir)
+    results = {}
     enable_compilation_cache(root)
-    t0 = time.perf_counter()
+    t_start = time.perf_counter()
     data = cached_dataset(cfg.data, None if data_dir is None else str(data_dir), cfg.subtract_mean)
-    seed = cfg.subject_seed(subject)
-    model = build_model(cfg.model, data.input_shape, data.n_classes, seed,
-                        augment=cfg.augment, resnet_variant=cfg.resnet_variant)
-    model.compile(optimizer=make_optimizer(cfg), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    write_config_json(subj_dir / "config.json", cfg.to_dict(), subject=subject, seed=seed)
-    save_weights(model, layout.weights_path(subject, 0))  # epoch 0: the untrained network
-    steps = int(np.ceil(len(data.x_train) / cfg.batch_size))
-    keras.utils.set_random_seed(seed)  # shuffling and dropout
-    history = model.fit(data.x_train, data.y_train, batch_size=cfg.batch_size, epochs=cfg.n_epochs,
-                        validation_data=(data.x_test, data.y_test), shuffle=True, verbose=0,
-                        callbacks=_callbacks(cfg, layout, subject, steps, progress))
-    atomic.write_marker(subj_dir, subject_outputs(cfg, layout, subject), seed=seed,
-                        **state.marker_fields(state.stage1_record(cfg)))
-    val_acc = float(history.history["val_accuracy"][-1])
-    seconds = time.perf_counter() - t0
-    log.info("subject %d trained in %.1f s, test accuracy %.3f", subject, seconds, val_acc)
-    return {"subject": subject, "skipped": False, "final_val_accuracy": val_acc, "seconds": seconds}
+    seeds = [cfg.subject_seed(s) for s in todo]
+    eng = make_engine(engine, cfg, data, seeds, strategy=strategy)
+    steps = eng.steps_per_epoch
+    members = []
+    for i, (s, seed) in enumerate(zip(todo, seeds)):
+        subj_dir = layout.subject_dir(s)
+        atomic.clear_marker(subj_dir)
+        atomic.remove_stale_temporaries(subj_dir)
+        ckpt = None if overwrite else _resume_point(cfg, layout, s, seed)
+        if ckpt is not None:
+            try:
+                eng.set_state(i, ckpt.state)
+            except ValueError as err:
+                log.warning("subject %d: not resuming from its checkpoint (%s); training from the start", s, err)
+                ckpt = None
+        if ckpt is not None:
+            log.info("subject %d: resuming from its checkpoint at epoch %d", s, ckpt.epoch)
+            members.append(_Subject(i, s, seed, ckpt.epoch, PlateauRule.from_dict(ckpt.plateau), list(ckpt.history)))
+            atomic.write_text(layout.history_path(s), _history_csv(ckpt.history))
+            continue
+        checkpoint.remove_checkpoint(subj_dir)
+        write_config_json(subj_dir / "config.json", cfg.to_dict(), subject=s, seed=seed)
+        eng.save_weights(i, layout.weights_path(s, 0))  # epoch 0: the untrained network
+        members.append(_Subject(i, s, seed, 0, PlateauRule.from_config(cfg), []))
+    resumed = {m.subject: m.epoch for m in members}
+    label = f"train subj{todo[0]:02d}" + (f"+{len(todo) - 1}" if len(todo) > 1 else "")
+    bar = tqdm(total=cfg.n_epochs, initial=min(m.epoch for m in members), desc=label, unit="epoch", leave=False,
+               disable=not progress or not sys.stderr.isatty())
+    while True:
+        interrupts.check()  # Ctrl-C that a library caught or converted: stop between epochs
+        pending = [m for m in members if m.epoch < cfg.n_epochs]
+        if not pending:
+            break
+        # Subjects resumed at different epochs catch up one epoch at a time, in the same group.
+        now = min(m.epoch for m in pending)
+        active = [m.epoch == now for m in members]
+        t0 = time.perf_counter()
+        metrics = eng.run_epoch([m.epoch for m in members], active)
+        share = (time.perf_counter() - t0) / sum(active)
+        for m, met in zip(members, metrics):
+            if met is None:
+                continue
+            lr = decayed_rate(m.rule.base_lr, cfg.lr_decay, m.epoch * steps)
+            m.epoch += 1  # our epoch e means "after e epochs"
+            m.seconds += share
+            m.history.append({"epoch": m.epoch, **met, "learning_rate": lr, "seconds": share})
+            if m.rule.update(met["val_loss"]):
+                eng.set_base_rate(m.index, m.rule.base_lr)
+                log.info("subject %d epoch %d: learning rate reduced to %.3g", m.subject, m.epoch, m.rule.base_lr)
+            if m.epoch in cfg.logged_epochs:
+                eng.save_weights(m.index, layout.weights_path(m.subject, m.epoch))
+            atomic.write_text(layout.history_path(m.subject), _history_csv(m.history))
+            if m.epoch in cfg.logged_epochs:
+                checkpoint.save_checkpoint(layout.subject_dir(m.subject), checkpoint.Checkpoint(
+                    epoch=m.epoch, state=eng.get_state(m.index), plateau=m.rule.to_dict(), history=m.history,
+                    seed=m.seed, config=cfg.to_dict()))
+        bar.update(1)
+        last = [m.history[-1] for m in members if m.history]
+        if last:
+            bar.set_postfix(loss=f"{np.mean([r['loss'] for r in last]):.3f}",
+                            val_acc=f"{np.mean([r['val_accuracy'] for r in last]):.3f}")
+    bar.close()
+    for m in members:
+        subj_dir = layout.subject_dir(m.subject)
+        atomic.write_marker(subj_dir, subject_outputs(cfg, layout, m.subject), seed=m.seed,
+                            engine=getattr(eng, "name", type(eng).__name__), trained_with=todo,
+                            **state.marker_fields(record))
+        checkpoint.remove_checkpoint(subj_dir)
+        val_acc = float(m.history[-1]["val_accuracy"])
+        results[m.subject] = {"subject": m.subject, "skipped": False, "final_val_accuracy": val_acc,
+                              "seconds": m.seconds, "resumed_from": resumed[m.subject]}
+        log.info("subject %d trained (%s), test accuracy %.3f", m.subject, eng.name, val_acc)
+    log.info("subjects %s: %.1f s in all", todo, time.perf_counter() - t_start)
+    return results
+
+
+def train_subject(cfg, root: str | Path, subject: int, data_dir: str | None = None,
+                  overwrite: bool = False, progress: bool = True, engine: str = "auto") -> dict:
+    """Train one subject (:func:`train_group` of one); returns its result dict."""
+    return train_group(cfg, root, [subject], data_dir=data_dir, overwrite=overwrite, progress=progress,
+                       engine=engine)[0]
+
+
+def _history_csv(rows) -> str:
+    return pd.DataFrame(rows, columns=HISTORY_COLUMNS).to_csv(index=False)

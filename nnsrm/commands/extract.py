@@ -6,10 +6,11 @@
 Reads the weights of stage 1 (and the configuration it saved), writes
 ROOT/<data>/<model>/subj<NN>/epoch_<EEE>/activations/<layer>.npy (float32,
 images × units, at most max_units units per layer, the kept unit indices in
-<layer>.units.npy), layers.json and test_labels.npy. Resumable: complete
-subject × epoch folders are skipped; one made with other settings or from other
-weights stops the run before anything is written (--overwrite redoes it;
-docs/state.md).
+<layer>.units.npy), layers.json and test_labels.npy. One job per subject: its
+logged epochs go through the images together, in one compiled program per
+condition (docs/performance.md). Resumable: complete subject × epoch folders
+are skipped; one made with other settings or from other weights stops the run
+before anything is written (--overwrite redoes it; docs/state.md).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def build_parser():
 
 
 def main(argv=None):
-    cli.prepare_environment()
+    cli.prepare_environment(cpu_devices=True)
     args = build_parser().parse_args(argv)
     cli.setup_logging(args.verbose, prog=cli.program_name(PROG))
     root = cli.check_root(args.root)
@@ -47,7 +48,13 @@ def main(argv=None):
     cfg = load_trained_config(layout, max_units=args.max_units,
                               extract_batch_size=args.extract_batch_size)
     from nnsrm import state
-    from nnsrm.extract import check_trained, condition_metadata, extract_activations, write_condition_metadata
+    from nnsrm.extract import (
+        check_trained,
+        condition_metadata,
+        extract_subject,
+        write_condition_metadata,
+    )
+    from nnsrm.jax_cache import enable_compilation_cache
     from nnsrm.jobs import Job
     from nnsrm.runner import run_jobs
 
@@ -58,15 +65,17 @@ def main(argv=None):
     state.refuse_stale(((f"activations subj{s:02d} epoch {e:03d}", layout.activations_dir(s, e),
                          state.stage2_record(cfg, layout, s)) for s, e in pairs), overwrite=args.overwrite)
     console.start_log_file(root, "extract")
+    enable_compilation_cache(root)  # before the network is built: its initialisers compile too
     names = write_condition_metadata(cfg, root, args.data_dir, metadata=metadata)
-    jobs = [Job(f"activations subj{s:02d} epoch {e:03d}", extract_activations,
-                dict(cfg=cfg, root=str(root), subject=s, epoch=e, data_dir=args.data_dir,
-                     overwrite=args.overwrite))
-            for s, e in pairs]
+    jobs = [Job(f"activations subj{s:02d}", extract_subject,
+                dict(cfg=cfg, root=str(root), subject=s, data_dir=args.data_dir, overwrite=args.overwrite))
+            for s in cfg.subjects]
     report = run_jobs(jobs, scheduler=args.scheduler, workers=args.workers,
                       desc=f"stage 2: activations {cfg.data}×{cfg.model}", progress=not args.no_progress)
-    done = sum(1 for r in report.results.values() if not (isinstance(r, dict) and r.get("skipped")))
-    print(f"stage 2: {len(jobs)} subject×epoch folders of {cfg.data}×{cfg.model} under {layout.condition_dir} "
-          f"({done} extracted, {len(jobs) - done} already complete)")
+    results = [r for per_subject in report.results.values() for r in per_subject]
+    n_folders = len(cfg.subjects) * len(cfg.logged_epochs)
+    done = sum(1 for r in results if not r["skipped"])
+    print(f"stage 2: {n_folders} subject×epoch folders of {cfg.data}×{cfg.model} under {layout.condition_dir} "
+          f"({done} extracted, {n_folders - done} already complete)")
     print(f"  layers: {', '.join(names)}")
     return 0
