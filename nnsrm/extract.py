@@ -409,7 +409,7 @@ def condition_metadata(cfg, data_dir: str | None = None) -> tuple[dict, np.ndarr
         "layers": names,
         "units": {n: min(s, cfg.max_units) for n, s in zip(names, sizes)},
         "units_before_cap": dict(zip(names, sizes)),
-        "output_layer": output_layer_name(model, names),
+        "output_layer": output_layer_name(ex.model, names),
         state.RECORD_KEY: {"max_units": cfg.max_units, "analysed_layers": list(cfg.analysed_layers)},
     }
     return layers, data.y_test.astype(np.int64)
