@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
+import pytest
 import stage_outputs as so
 
 from nnsrm import config, extract
@@ -65,3 +67,23 @@ def test_stage2_job_per_subject_skips_complete_epochs(digits_demo, tmp_path):
     again = extract.extract_subject(cfg, root, 1)
     assert [(r["epoch"], r["skipped"]) for r in again] == [(0, True), (1, False), (2, False), (3, True)]
     so.assert_same_stage2(digits_demo, root, subjects=(1,), epochs=(0, 1, 2, 3))
+
+
+def test_stage2_job_refuses_a_folder_made_otherwise_and_writes_the_sequential_record(digits_demo, tmp_path):
+    from nnsrm import atomic, state
+    from nnsrm.errors import StaleOutputError
+
+    root = tmp_path / "root"
+    shutil.copytree(digits_demo, root, ignore=shutil.ignore_patterns("analyses", ".cache", ".lock"))
+    cfg = config.get_config("digits", "conv", n_subjects=3, n_epochs=3)
+    lay = so.layout(root)
+    adir = lay.activations_dir(0, 2)
+    info = atomic.read_marker(adir)
+    assert info[state.RECORD_KEY] == state.stage2_record(cfg, lay, 0)
+    info[state.RECORD_KEY]["max_units"] = 10
+    atomic.write_marker(adir, [adir / f for f in info.pop("files")], **info)
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    with pytest.raises(StaleOutputError, match=r"activations subj00 epoch 002 \(.*\) was made with --max-units 10, "
+                                               r"this run asks for --max-units 1000; pass --overwrite"):
+        extract.extract_subject(cfg, root, 0)
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before

@@ -257,3 +257,22 @@ def test_bad_group_size_is_one_line_exit_2_and_writes_nothing(tmp_path, backend,
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("train_cifar.py: error: ") and re.search(message, lines[0]), lines[0]
     assert not root.exists()
+
+
+def test_a_group_with_a_subject_trained_otherwise_stops_before_writing(mlp_on_few_images, tmp_path):
+    """The job's own check (the command checks first): a stale subject stops the group, nothing is written."""
+    from nnsrm import state
+    from nnsrm.errors import StaleOutputError
+
+    cfg, root = mlp_on_few_images, tmp_path / "root"
+    train_group(cfg, root, [1], engine="compiled", progress=False)
+    lay = _mlp_layout(root)
+    info = atomic.read_marker(lay.subject_dir(1))
+    assert info[state.RECORD_KEY] == state.stage1_record(cfg)  # the record the sequential path writes
+    info[state.RECORD_KEY]["seed"] = 5
+    atomic.write_marker(lay.subject_dir(1), [lay.subject_dir(1) / f for f in info.pop("files")], **info)
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    with pytest.raises(StaleOutputError, match=r"train subj01 \(.*subj01\) was made with --seed 5, this run asks "
+                                               r"for --seed 0; pass --overwrite to redo it"):
+        train_group(cfg, root, [0, 1], engine="compiled", progress=False)
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
