@@ -23,7 +23,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -244,3 +244,32 @@ def job_lock(directory: str | os.PathLike, name: str | None = None) -> Iterator[
         yield path
     finally:
         lock.release()
+
+
+def run_once_locked(directory: str | os.PathLike, name: str, params: dict, overwrite: bool,
+                    work: Callable[[], dict]) -> dict:
+    """Run ``work`` for the job writing ``directory`` unless it is complete with the same ``params``.
+
+    The check is made before and again after taking the job's lock
+    (:func:`job_lock`), so a second driver on the same root waits for the
+    first and then skips the job. ``params`` is compared with the marker's
+    ``"params"`` field; ``overwrite`` runs ``work`` regardless. Returns
+    ``{"status": "skipped"}`` or what ``work`` returns.
+    """
+    if not overwrite and complete_with_params(directory, params):
+        return {"status": "skipped"}
+    with job_lock(directory, name):
+        if not overwrite and complete_with_params(directory, params):
+            return {"status": "skipped"}
+        return work()
+
+
+def complete_with_params(directory: str | os.PathLike, params: dict) -> bool:
+    """True if ``directory`` is a complete job whose marker records ``params`` as its ``"params"``."""
+    directory = Path(directory)
+    if not is_complete(directory):
+        return False
+    try:
+        return json.loads((directory / MARKER_NAME).read_text()).get("params") == params
+    except ValueError:
+        return False

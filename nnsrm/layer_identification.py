@@ -34,9 +34,8 @@ from typing import Sequence
 import numpy as np
 
 from nnsrm.activations import load_network, open_source
-from nnsrm.atomic import (MARKER_NAME, clear_marker, is_complete, job_lock, remove_stale_temporaries, save_npz,
-                          write_marker,
-                          write_text)
+from nnsrm.atomic import (clear_marker, complete_with_params, is_complete, remove_stale_temporaries, run_once_locked,
+                          save_npz, write_marker, write_text)
 from nnsrm.errors import UsageError
 from nnsrm.jobs import Job
 from nnsrm.paths import ResultsLayout
@@ -90,22 +89,8 @@ def pair_job(root, data: str, model: str, epoch: int, layers: Sequence[str], a: 
     out_dir = layout.layer_identification_pair_dir(a, b)
     record = _params_record(params, epoch, layers)
     name = f"layer identification networks {a}-{b}"
-    if not overwrite and _complete_with(out_dir, record):
-        return {"status": "skipped"}
-    with job_lock(out_dir, name):  # another driver on the same root waits here, then finds the job complete
-        if not overwrite and _complete_with(out_dir, record):
-            return {"status": "skipped"}
-        return _pair(layout, epoch, layers, a, b, params, record)
-
-
-def _complete_with(out_dir: Path, record: dict) -> bool:
-    """True if ``out_dir`` is a complete job whose marker records ``record`` as its parameters."""
-    if not is_complete(out_dir):
-        return False
-    try:
-        return json.loads((out_dir / MARKER_NAME).read_text()).get("params") == record
-    except ValueError:
-        return False
+    return run_once_locked(out_dir, name, record, overwrite,
+                           lambda: _pair(layout, epoch, layers, a, b, params, record))
 
 
 def _pair(layout: ResultsLayout, epoch: int, layers, a: int, b: int, params: dict, record: dict) -> dict:
@@ -142,7 +127,7 @@ def plan_pair_jobs(layout: ResultsLayout, epoch: int, layers: Sequence[str], sub
     jobs = []
     record = _params_record(params, epoch, layers)
     for a, b in choose_pairs(subjects, mode):
-        if not overwrite and _complete_with(layout.layer_identification_pair_dir(a, b), record):
+        if not overwrite and complete_with_params(layout.layer_identification_pair_dir(a, b), record):
             continue
         jobs.append(Job(name=f"layer identification networks {a}-{b}", fn=pair_job,
                         kwargs=dict(root=str(layout.root), data=layout.data, model=layout.model, epoch=int(epoch),

@@ -15,14 +15,13 @@ Output: ``analyses/variance_by_k/epoch_<EEE>/<layer>/variance_by_k.csv``
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Sequence
 
 from nnsrm.activations import load_network, open_source
-from nnsrm.atomic import (MARKER_NAME, clear_marker, is_complete, job_lock, remove_stale_temporaries, write_marker,
-                          write_text)
+from nnsrm.atomic import (clear_marker, complete_with_params, is_complete, remove_stale_temporaries, run_once_locked,
+                          write_marker, write_text)
 from nnsrm.errors import UsageError
 from nnsrm.jobs import Job
 from nnsrm.paths import ResultsLayout
@@ -62,22 +61,8 @@ def variance_job(root, data: str, model: str, epoch: int, layer: str, subjects: 
     layout = ResultsLayout(Path(root), data, model)
     out_dir = layout.variance_by_k_dir(epoch, layer)
     record = _record(params, epoch, layer, ks, subjects)
-    if not overwrite and _complete_with(out_dir, record):
-        return {"status": "skipped"}
-    with job_lock(out_dir, f"variance by k epoch {epoch:03d} layer {layer}"):  # another driver waits here
-        if not overwrite and _complete_with(out_dir, record):
-            return {"status": "skipped"}
-        return _variance(layout, epoch, layer, subjects, ks, params, record)
-
-
-def _complete_with(out_dir: Path, record: dict) -> bool:
-    """True if ``out_dir`` is a complete job whose marker records ``record`` as its parameters."""
-    if not is_complete(out_dir):
-        return False
-    try:
-        return json.loads((out_dir / MARKER_NAME).read_text()).get("params") == record
-    except ValueError:
-        return False
+    return run_once_locked(out_dir, f"variance by k epoch {epoch:03d} layer {layer}", record, overwrite,
+                           lambda: _variance(layout, epoch, layer, subjects, ks, params, record))
 
 
 def _variance(layout: ResultsLayout, epoch: int, layer: str, subjects, ks, params: dict, record: dict) -> dict:
@@ -129,7 +114,7 @@ def plan_job(layout: ResultsLayout, epoch: int, layer: str, subjects: Sequence[i
     """The variance-by-k job if it still has to run (complete with the same parameters: nothing)."""
     out_dir = layout.variance_by_k_dir(epoch, layer)
     record = _record(params, epoch, layer, ks, subjects)
-    if not overwrite and _complete_with(out_dir, record):
+    if not overwrite and complete_with_params(out_dir, record):
         return []
     return [Job(name=f"variance by k epoch {epoch:03d} layer {layer}", fn=variance_job,
                 kwargs=dict(root=str(layout.root), data=layout.data, model=layout.model, epoch=int(epoch), layer=layer,
