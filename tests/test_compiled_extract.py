@@ -83,7 +83,7 @@ def test_stage2_job_refuses_a_folder_made_otherwise_and_writes_the_sequential_re
     info[state.RECORD_KEY]["max_units"] = 10
     atomic.write_marker(adir, [adir / f for f in info.pop("files")], **info)
     before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
-    with pytest.raises(StaleOutputError, match=r"activations subj00 epoch 002 \(.*\) was made with --max-units 10, "
-                                               r"this run asks for --max-units 1000; pass --overwrite"):
+    with pytest.raises(StaleOutputError, match=rf"activations subj00 epoch 002 \(.*\) was made with --max-units 10, "
+                                               rf"this run asks for --max-units {cfg.max_units}; pass --overwrite"):
         extract.extract_subject(cfg, root, 0)
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before

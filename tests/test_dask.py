@@ -185,6 +185,7 @@ def test_stage3_on_dask_matches_in_process(cluster, digits_demo, digits_stage3, 
 
 # --------------------------------------------------------------------------- a worker dies mid-job
 
+@pytest.mark.slow  # ~40 s; Dask's own retry, checked in the slow suite
 def test_worker_killed_mid_job_is_retried_and_the_run_completes(cluster, client, digits_demo, tmp_path):
     lay = so.layout(tmp_path)
     args = [PYTHON, "train_cifar.py", "--root", str(tmp_path), "--subjects", "2", "--epochs", "3", "--no-progress",

@@ -60,6 +60,7 @@ def test_training_changes_the_network(digits_demo):
     assert (a0.argmax(1) == labels).mean() < 0.4
 
 
+@pytest.mark.slow  # ~40 s; grouped runs are checked bit-identical in test_grouped_training's default tests
 def test_same_seed_identical_weights_and_activations(digits_demo, tmp_path):
     run_script("train_cifar.py", "--root", tmp_path, "--subjects", "1", "--epochs", "3",
                "--no-progress", check=True)
@@ -144,6 +145,7 @@ def test_stage2_before_stage1_says_what_to_run(tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # ~35 s; ResNet's forward pass under TensorFlow stays in the default run
 def test_tensorflow_backend_smoke(tmp_path):
     """The same code trains one short epoch and extracts activations on TensorFlow."""
     env = {"KERAS_BACKEND": "tensorflow"}
