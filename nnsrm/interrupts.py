@@ -51,7 +51,9 @@ def handling(prog: str) -> Iterator[None]:
     """Handle SIGINT as described above for the block, then restore the previous handler.
 
     Only in the main thread (the only one Python delivers signals to);
-    elsewhere the block runs with the handler as it is.
+    elsewhere the block runs with the handler as it is. A Ctrl-C is
+    remembered only while the block runs: afterwards (e.g. the library used
+    from the same Python session) :func:`check` passes again.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -62,3 +64,4 @@ def handling(prog: str) -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+        _STATE["count"] = 0

@@ -23,7 +23,7 @@ import pytest
 
 import stage_outputs as so
 from conftest import PYTHON, ROOT, STAGE3_ARGS, run_script
-from nnsrm import atomic, cli, state
+from nnsrm import atomic, cli, interrupts, state
 from nnsrm.errors import INPUT_ERRORS, StaleOutputError, UsageError
 from nnsrm.jobs import JobsFailed
 from nnsrm.status import condition_status
@@ -354,6 +354,9 @@ def test_ctrl_c_in_process_is_status_130_even_if_a_library_swallows_or_converts_
         assert capsys.readouterr().err == f"x.py: {INTERRUPTED}\n"
     assert ran == []  # the runner stopped at the converted interrupt
     assert signal.getsignal(signal.SIGINT) is before
+    # Once the command is over, the library works again in the same session (a notebook after Ctrl-C).
+    assert not interrupts.received()
+    interrupts.check()
 
 
 def sigint_mid_run(args, ready, timeout=600):
