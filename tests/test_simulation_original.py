@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from scipy.stats import kendalltau, pearsonr
 
+from conftest import SRM_ENGINE
 from nnsrm.simulation import experiment, xor
 
 EXACT = 1e-12
@@ -83,7 +84,7 @@ def test_whole_matrix_comparison_and_kendall_rank():
 
 def test_one_original_repetition_end_to_end():
     """One repetition: the original mode's rows, and their values recomputed by hand."""
-    config = experiment.SimConfig(n_sims=1, original=True)
+    config = experiment.SimConfig(n_sims=1, original=True, srm_engine=SRM_ENGINE)  # BrainIAK where installed
     rows, info, rsms = experiment.run_repetition(config, 0, keep_rsms=True)
     table = pd.DataFrame(rows)
     assert len(table) == 2 * 2 * 2 and table["value"].notna().all()
