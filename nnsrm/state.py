@@ -4,7 +4,9 @@ Every completion marker (:mod:`nnsrm.atomic`) carries a *record* under
 ``"made_with"``: the settings and the inputs that determine the job's outputs.
 
 - stage 1 (one subject): the training fields of the resolved configuration
-  (:data:`STAGE1_FIELDS`; ``seed`` is the ``--seed`` of subject 0);
+  (:data:`STAGE1_FIELDS`; ``seed`` is the ``--seed`` of subject 0; a record
+  written before ``rmsprop_form`` and ``subtract_mean`` were recorded reads
+  as their values of that time, :data:`RECORDED_LATER`);
 - stage 2 (one subject × epoch): ``stage1``, the SHA-256 of the subject's
   stage-1 marker (which lists every weight file's checksum), and the
   extraction parameters ``max_units`` and ``analysed_layers``;
@@ -41,7 +43,11 @@ RECORD_KEY = "made_with"
 #: The configuration fields that determine a subject's stage-1 outputs, in the order differences are named.
 STAGE1_FIELDS = ("data", "model", "seed", "n_epochs", "batch_size", "logged_epochs", "optimizer",
                  "learning_rate", "lr_decay", "plateau_factor", "plateau_patience", "plateau_min_lr",
-                 "augment", "resnet_variant")
+                 "augment", "resnet_variant", "rmsprop_form", "subtract_mean")
+
+#: Fields recorded since a later version, with the value every run made before then used: a record
+#: without one of them was made with that value.
+RECORDED_LATER = {"rmsprop_form": "keras3", "subtract_mean": True}
 
 #: The command-line flag that sets each recorded field (fields without one come from nnsrm/config.py).
 FLAGS = {"data": "--data", "model": "--model", "seed": "--seed", "n_epochs": "--epochs",
@@ -136,7 +142,7 @@ def difference(old: dict | None, new: dict) -> str | None:
         return _LEGACY
     old, new = as_json(old), as_json(new)
     for key in new:
-        a, b = old.get(key), new[key]
+        a, b = old.get(key, RECORDED_LATER.get(key)), new[key]
         if a == b:
             continue
         if key in _UPSTREAM:

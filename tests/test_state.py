@@ -129,6 +129,45 @@ def test_stage1_with_other_flags_is_refused_and_changes_nothing(digits_demo, tmp
                          r"\(and 2 more complete jobs of this stage\), or use another --root")
 
 
+def test_stage1_records_rmsprop_form_and_mean_subtraction_and_reads_old_records_as_their_defaults():
+    from nnsrm import config
+
+    cfg = config.get_config("digits", "conv")  # rmsprop_form "keras3", mean image subtracted
+    record = state.stage1_record(cfg)
+    assert record["rmsprop_form"] == "keras3" and record["subtract_mean"] is True
+    old = {k: v for k, v in record.items() if k not in ("rmsprop_form", "subtract_mean")}  # before they were recorded
+    assert state.difference(old, record) is None
+    cifar = state.stage1_record(config.get_config("cifar10", "conv"))  # the paper's conv net: Keras 2's RMSprop
+    assert state.difference({**cifar, "rmsprop_form": "keras3"}, cifar) == \
+        "was made with rmsprop_form=keras3, this run asks for rmsprop_form=keras2"
+    assert state.difference({k: v for k, v in cifar.items() if k != "rmsprop_form"}, cifar) == \
+        "was made with rmsprop_form=keras3, this run asks for rmsprop_form=keras2"
+    mnist = state.stage1_record(config.get_config("mnist", "mlp"))  # the original's MNIST: no mean subtraction
+    assert state.difference({**mnist, "subtract_mean": True}, mnist) == \
+        "was made with subtract_mean=True, this run asks for subtract_mean=False"
+
+
+def test_stage1_trained_with_another_rmsprop_form_is_refused_and_shown_stale(digits_demo, tmp_path):
+    root = so.copy_stage1(digits_demo, tmp_path / "root")
+    lay = so.layout(root)
+    pretend_trained_with(lay, 1, rmsprop_form="keras2")
+    assert job_states(root, 1)["train subj01"] == \
+        ("stale", "was made with rmsprop_form=keras2, the condition now has rmsprop_form=keras3")
+    assert_refused(root, "train", "--subjects", "3", "--epochs", "3",
+                   match=r"train subj01 \(.*subj01\) was made with rmsprop_form=keras2, this run asks for "
+                         r"rmsprop_form=keras3; pass --overwrite")
+    # A marker from before the field was recorded is current: nothing to redo, nothing changed.
+    info = atomic.read_marker(lay.subject_dir(1))
+    for key in ("rmsprop_form", "subtract_mean"):
+        info[state.RECORD_KEY].pop(key)
+    atomic.write_marker(lay.subject_dir(1), [lay.subject_dir(1) / f for f in info.pop("files")], **info)
+    before = so.tree_digest(root / "digits")
+    code, err = run_in_process("train", "--root", root, "--no-progress", "--subjects", "3", "--epochs", "3")
+    assert code == 0, err
+    assert so.tree_digest(root / "digits") == before  # (only a log file is added, under logs/)
+    assert job_states(root, 1)["train subj01"][0] == "complete"
+
+
 def test_stage1_overwrite_interrupted_then_rerun_equals_a_clean_run(digits_demo, tmp_path):
     """Refused without --overwrite; with it, Ctrl-C mid-training (a real SIGINT: status 130, one line,
     nothing half-written); the rerun equals a clean run, and status shows the subject left alone as stale."""
