@@ -142,6 +142,30 @@ def augmentation(x, seed):
     return layers.RandomFlip("horizontal", seed=seed + 1, name="aug_flip")(x)
 
 
+def _seed_global_state(seed: int) -> None:
+    """``keras.utils.set_random_seed`` without importing TensorFlow under another backend.
+
+    Keras' version seeds TensorFlow whenever it is installed, which imports it
+    (seconds of start-up in every process that builds a network) although only
+    ``tf.data`` pipelines would read that seed. Here: Python's and NumPy's
+    global generators and Keras' global seed generator, and the backend's own
+    (TensorFlow, PyTorch) where that is the backend.
+    """
+    import random
+
+    from keras.src.backend.common import global_state
+    from keras.src.random import seed_generator
+    from keras.src.utils import rng_utils
+
+    if keras.backend.backend() in ("tensorflow", "torch"):
+        keras.utils.set_random_seed(seed)
+        return
+    global_state.set_global_attribute(rng_utils.GLOBAL_RANDOM_SEED, seed)
+    global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
+    random.seed(seed)
+    np.random.seed(seed)
+
+
 def build_model(name: str, input_shape: tuple, n_classes: int, seed: int, *,
                 augment: bool = False, resnet_variant: str = "imagenet") -> keras.Model:
     """Build one network, its weights drawn from ``seed`` (same seed → same weights).
@@ -167,7 +191,7 @@ def build_model(name: str, input_shape: tuple, n_classes: int, seed: int, *,
     """
     if name not in MODEL_NAMES:
         raise UsageError(f"unknown model {name!r}; choose from {', '.join(MODEL_NAMES)}")
-    keras.utils.set_random_seed(seed)  # anything not seeded explicitly below
+    _seed_global_state(seed)  # anything not seeded explicitly below
     if name == "resnet18":
         from nnsrm import resnet
 

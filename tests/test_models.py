@@ -1,5 +1,10 @@
 """Networks: the paper's conv net exactly, deterministic seeds, layers chosen by name or type."""
 
+import importlib.util
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -88,7 +93,7 @@ def test_weights_do_not_depend_on_global_random_state(monkeypatch):
     import keras
 
     real_set_seed = keras.utils.set_random_seed
-    monkeypatch.setattr(keras.utils, "set_random_seed", lambda seed: None)
+    monkeypatch.setattr(models, "_seed_global_state", lambda seed: None)
     real_set_seed(1)
     a = models.build_model("conv", (8, 8, 1), 10, seed=3)
     real_set_seed(2)
@@ -96,3 +101,26 @@ def test_weights_do_not_depend_on_global_random_state(monkeypatch):
     b = models.build_model("conv", (8, 8, 1), 10, seed=3)
     assert _weights_equal(a, b)
     assert {layer.seed for layer in a.layers if hasattr(layer, "rate")} != {None}
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="TensorFlow is not installed")
+def test_building_a_network_under_jax_does_not_import_tensorflow_and_seeds_as_keras_does():
+    """Keras' set_random_seed imports TensorFlow wherever it is installed (seconds per process); ours does not."""
+    script = """if True:
+        import os, sys
+        os.environ["KERAS_BACKEND"] = "jax"
+        import numpy as np
+        import keras
+        from nnsrm import models
+        a = models.build_model("conv", (8, 8, 1), 10, seed=3)
+        state = (np.random.get_state()[1].copy(), keras.src.utils.rng_utils.get_random_seed())
+        assert "tensorflow" not in sys.modules, "tensorflow was imported"
+        models._seed_global_state = keras.utils.set_random_seed  # Keras' own
+        b = models.build_model("conv", (8, 8, 1), 10, seed=3)
+        assert all(np.array_equal(x, y) for x, y in zip(a.get_weights(), b.get_weights()))
+        assert np.array_equal(state[0], np.random.get_state()[1]) and state[1] == 3
+        print("ok")
+    """
+    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
