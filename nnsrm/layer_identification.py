@@ -36,6 +36,7 @@ import numpy as np
 from nnsrm.activations import load_network, open_source
 from nnsrm.atomic import (clear_marker, complete_with_params, is_complete, remove_stale_temporaries, run_once_locked,
                           save_npz, write_marker, write_text)
+from nnsrm import state
 from nnsrm.errors import UsageError
 from nnsrm.jobs import Job
 from nnsrm.paths import ResultsLayout
@@ -59,9 +60,12 @@ def choose_pairs(subjects: Sequence[int], mode: str = "disjoint") -> list[tuple[
     return [(subjects[i], subjects[i + 1]) for i in range(0, len(subjects) - 1, 2)]
 
 
-def _params_record(params: dict, epoch: int, layers: Sequence[str]) -> dict:
+def _params_record(layout: ResultsLayout, params: dict, epoch: int, layers: Sequence[str], a: int, b: int) -> dict:
+    """What a pair job's output depends on: the split, units and SRM settings, and the checksums of its inputs
+    (:func:`nnsrm.state.stage3_inputs`), so a pair whose activity was made again is redone, never left stale."""
     keep = ("n_iter", "test_size", "seed", "engine", "max_units", "class_order")
-    return {**{k: params[k] for k in keep}, "epoch": int(epoch), "layers": list(layers)}
+    return {**{k: params[k] for k in keep}, "epoch": int(epoch), "layers": list(layers),
+            "inputs": state.stage3_inputs(layout, epoch, [a, b])}
 
 
 def _network_layers(source, subject, epoch, layers, fit_idx, test_idx, max_units, seed):
@@ -87,7 +91,7 @@ def pair_job(root, data: str, model: str, epoch: int, layers: Sequence[str], a: 
     """
     layout = ResultsLayout(Path(root), data, model)
     out_dir = layout.layer_identification_pair_dir(a, b)
-    record = _params_record(params, epoch, layers)
+    record = _params_record(layout, params, epoch, layers, a, b)
     name = f"layer identification networks {a}-{b}"
     return run_once_locked(out_dir, name, record, overwrite,
                            lambda: _pair(layout, epoch, layers, a, b, params, record))
@@ -120,13 +124,13 @@ def _pair(layout: ResultsLayout, epoch: int, layers, a: int, b: int, params: dic
 
 def plan_pair_jobs(layout: ResultsLayout, epoch: int, layers: Sequence[str], subjects: Sequence[int],
                    params: dict, mode: str = "disjoint", overwrite: bool = False) -> list[Job]:
-    """The pair jobs still to run (complete ones with the same parameters are left out)."""
+    """The pair jobs still to run (complete ones with the same parameters and inputs are left out)."""
     if len(layers) < 2:
         log.info("layer identification needs at least 2 layers; skipped")
         return []
     jobs = []
-    record = _params_record(params, epoch, layers)
     for a, b in choose_pairs(subjects, mode):
+        record = _params_record(layout, params, epoch, layers, a, b)
         if not overwrite and complete_with_params(layout.layer_identification_pair_dir(a, b), record):
             continue
         jobs.append(Job(name=f"layer identification networks {a}-{b}", fn=pair_job,

@@ -22,6 +22,7 @@ from typing import Sequence
 from nnsrm.activations import load_network, open_source
 from nnsrm.atomic import (clear_marker, complete_with_params, is_complete, remove_stale_temporaries, run_once_locked,
                           write_marker, write_text)
+from nnsrm import state
 from nnsrm.errors import UsageError
 from nnsrm.jobs import Job
 from nnsrm.paths import ResultsLayout
@@ -49,10 +50,13 @@ def check_ks(ks: Sequence[int], n_units: int, n_fit: int, layer: str) -> list[in
     return sorted({int(k) for k in ks})
 
 
-def _record(params: dict, epoch: int, layer: str, ks: Sequence[int], subjects: Sequence[int]) -> dict:
+def _record(layout: ResultsLayout, params: dict, epoch: int, layer: str, ks: Sequence[int],
+            subjects: Sequence[int]) -> dict:
+    """What the job's output depends on: settings, ``ks``, subjects and the checksums of its inputs
+    (:func:`nnsrm.state.stage3_inputs`), so activity made again redoes the job instead of leaving it stale."""
     keep = ("n_iter", "test_size", "seed", "engine", "max_units", "class_order")
     return {**{k: params[k] for k in keep}, "epoch": int(epoch), "layer": layer, "ks": list(ks),
-            "subjects": [int(s) for s in subjects]}
+            "subjects": [int(s) for s in subjects], "inputs": state.stage3_inputs(layout, epoch, subjects)}
 
 
 def variance_job(root, data: str, model: str, epoch: int, layer: str, subjects: Sequence[int], ks: Sequence[int],
@@ -60,7 +64,7 @@ def variance_job(root, data: str, model: str, epoch: int, layer: str, subjects: 
     """Variance explained by k for one epoch × layer; writes ``variance_by_k.csv`` and the marker."""
     layout = ResultsLayout(Path(root), data, model)
     out_dir = layout.variance_by_k_dir(epoch, layer)
-    record = _record(params, epoch, layer, ks, subjects)
+    record = _record(layout, params, epoch, layer, ks, subjects)
     return run_once_locked(out_dir, f"variance by k epoch {epoch:03d} layer {layer}", record, overwrite,
                            lambda: _variance(layout, epoch, layer, subjects, ks, params, record))
 
@@ -111,9 +115,9 @@ def _variance(layout: ResultsLayout, epoch: int, layer: str, subjects, ks, param
 
 def plan_job(layout: ResultsLayout, epoch: int, layer: str, subjects: Sequence[int], ks: Sequence[int],
              params: dict, overwrite: bool = False) -> list[Job]:
-    """The variance-by-k job if it still has to run (complete with the same parameters: nothing)."""
+    """The variance-by-k job if it still has to run (complete with the same parameters and inputs: nothing)."""
     out_dir = layout.variance_by_k_dir(epoch, layer)
-    record = _record(params, epoch, layer, ks, subjects)
+    record = _record(layout, params, epoch, layer, ks, subjects)
     if not overwrite and complete_with_params(out_dir, record):
         return []
     return [Job(name=f"variance by k epoch {epoch:03d} layer {layer}", fn=variance_job,

@@ -228,6 +228,34 @@ def test_bad_flag_is_one_line(root, capsys):
     assert len(err.strip().splitlines()) == 1 and "expected a number in (0, 1)" in err
 
 
+def test_layer_identification_and_variance_by_k_are_redone_when_their_activity_is_made_again(root, capsys):
+    """The extra jobs record their inputs' checksums: activity made again since means redo, never stale."""
+    from nnsrm import layer_identification, variance_by_k
+
+    code, _, err = run_cli(capsys, "--root", root, "--no-progress", "--only-layers", "dense", "--processes", "1",
+                           "--n-perm", "100", "--null-epochs", "none", "--measures", "cka")
+    assert code == 0, err
+    layout = ResultsLayout(root, DATA, MODEL)
+    pair = json.loads((layout.layer_identification_pair_dir(0, 1) / atomic.MARKER_NAME).read_text())["params"]
+    var = json.loads((layout.variance_by_k_dir(2, "dense") / atomic.MARKER_NAME).read_text())["params"]
+    params = {k: pair[k] for k in ("n_iter", "test_size", "seed", "engine", "max_units", "class_order")}
+
+    def plans():
+        return (layer_identification.plan_pair_jobs(layout, 2, pair["layers"], [0, 1, 2], params),
+                variance_by_k.plan_job(layout, 2, "dense", var["subjects"], var["ks"], params))
+
+    assert plans() == ([], [])  # complete, same settings and inputs
+    # Stage 2 of subject 2 made again: the variance job reads it, the pair (0, 1) does not.
+    _rewrite(layout, 2, 2, "dense", np.load(layout.activation_path(2, 2, "dense")) * 2)
+    pair_jobs, var_jobs = plans()
+    assert pair_jobs == [] and [j.name for j in var_jobs] == ["variance by k epoch 002 layer dense"]
+    _rewrite(layout, 1, 2, "conv", np.load(layout.activation_path(1, 2, "conv")) * 2)
+    pair_jobs, var_jobs = plans()
+    assert [j.name for j in pair_jobs] == ["layer identification networks 0-1"] and len(var_jobs) == 1
+    run_jobs(pair_jobs + var_jobs, progress=False)
+    assert plans() == ([], [])
+
+
 def test_script_end_to_end_subprocess(root, capsys):
     """The script on a process pool; the same numbers in this process; a rerun redoes nothing."""
     cheap = ("--n-perm", "100", "--null-refits", "4")
