@@ -7,13 +7,9 @@ one on small machines), so the pool runs one job per process with **one BLAS
 thread per process**. Where the operating system has ``fork`` (Linux, macOS
 with care) the workers are forked from the command before it starts any
 thread, so they inherit its imported modules instead of importing NumPy,
-SciPy and scikit-learn again (seconds per worker). A process that has loaded
-a multithreaded runtime (JAX, TensorFlow, PyTorch: a notebook that trained
-first, or a test session) is not forked, as a forked copy of its threads can
-deadlock: its workers start from a fork server (else are spawned) and import
-what their jobs need (:func:`start_method`). Workers forward their log
-records to the command, so its log file and console see them as if the jobs
-ran in-process.
+SciPy and scikit-learn again (seconds per worker); elsewhere they are
+spawned. Workers forward their log records to the command, so its log file
+and console see them as if the jobs ran in-process.
 """
 
 from __future__ import annotations
@@ -97,19 +93,6 @@ def _call(fn, kwargs):
     return fn(**kwargs)
 
 
-#: Modules that start threads of their own when imported or first used: a process with one of them is not forked.
-THREADED_RUNTIMES = ("jax", "jaxlib", "tensorflow", "torch")
-
-
-def start_method() -> str:
-    """``"fork"`` where the system has it and no :data:`THREADED_RUNTIMES` module is loaded, else
-    ``"forkserver"`` where available, else ``"spawn"``."""
-    methods = multiprocessing.get_all_start_methods()
-    if "fork" in methods and not any(name in sys.modules for name in THREADED_RUNTIMES):
-        return "fork"
-    return "forkserver" if "forkserver" in methods else "spawn"
-
-
 def run_in_processes(jobs: Sequence[Job], processes: int, desc: str = "jobs", progress: bool = True) -> RunReport:
     """Run ``jobs`` on ``processes`` worker processes; collect results and failures (raises nothing).
 
@@ -121,7 +104,8 @@ def run_in_processes(jobs: Sequence[Job], processes: int, desc: str = "jobs", pr
     report = RunReport()
     if not jobs:
         return report
-    ctx = multiprocessing.get_context(start_method())
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    ctx = multiprocessing.get_context(method)
     queue = ctx.Queue()
     listener = logging.handlers.QueueListener(queue, _Forward())
     old_env = {k: os.environ.get(k) for k in WORKER_THREADS}
