@@ -103,6 +103,7 @@ def test_weights_do_not_depend_on_global_random_state(monkeypatch):
     assert {layer.seed for layer in a.layers if hasattr(layer, "rate")} != {None}
 
 
+@pytest.mark.slow  # a fresh interpreter importing Keras: 14-20 s; a start-up cost guard, not a result check
 @pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="TensorFlow is not installed")
 def test_building_a_network_under_jax_does_not_import_tensorflow_and_seeds_as_keras_does(tmp_path, monkeypatch):
     """Keras' set_random_seed imports TensorFlow wherever it is installed (seconds per process); ours does not."""
