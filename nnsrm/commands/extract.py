@@ -65,7 +65,7 @@ def main(argv=None):
     state.refuse_stale(((f"activations subj{s:02d} epoch {e:03d}", layout.activations_dir(s, e),
                          state.stage2_record(cfg, layout, s)) for s, e in pairs), overwrite=args.overwrite)
     console.start_log_file(root, "extract")
-    enable_compilation_cache(root)  # before the network is built: its initialisers compile too
+    enable_compilation_cache(root)  # for the forward programs (the network was built above, uncached)
     names = write_condition_metadata(cfg, root, args.data_dir, metadata=metadata)
     jobs = [Job(f"activations subj{s:02d}", extract_subject,
                 dict(cfg=cfg, root=str(root), subject=s, data_dir=args.data_dir, overwrite=args.overwrite))
