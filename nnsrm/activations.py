@@ -356,6 +356,25 @@ def check_inputs(source: ActivationSource, subjects: Sequence[int], epochs: Sequ
     return _Plan(n_images=n_images, n_fit=n_fit, units=units, k=k)
 
 
+#: The analysis settings (keys of :meth:`nnsrm.analysis.AnalysisParams.as_dict`) that stage 3's extra jobs
+#: (layer identification, variance by k) read: the split, the unit cap and SRM's.
+EXTRA_JOB_SETTINGS = ("n_iter", "test_size", "seed", "engine", "max_units", "class_order")
+
+
+def split_images(labels: np.ndarray, params: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The fit and held-out image indices, (m,) and (t,), of ``params`` (an ``AnalysisParams.as_dict()``)."""
+    order = None if params.get("class_order") is None else tuple(params["class_order"])
+    return preproc.stratified_split(labels, params["test_size"], params["seed"], order)
+
+
+def load_capped(source, subject: int, epoch: int, layer: str, fit_idx, test_idx,
+                params: dict) -> tuple[np.ndarray, np.ndarray]:
+    """One network's layer with ``params``' unit cap: fit (u × m) and held-out (u × t) float32 matrices."""
+    with source.open(subject, epoch, layer) as arr:
+        units = preproc.subsample_units(arr.shape[1], params["max_units"], params["seed"])
+        return load_network(arr, units, fit_idx, test_idx)
+
+
 def load_network(arr: ActivationArray, units_idx: np.ndarray, fit_idx, test_idx) -> tuple[np.ndarray, np.ndarray]:
     """One network's activations as float32 fit (units × m) and held-out (units × t) matrices.
 

@@ -33,14 +33,14 @@ from typing import Sequence
 
 import numpy as np
 
-from nnsrm.activations import load_network, open_source
+from nnsrm.activations import EXTRA_JOB_SETTINGS, load_capped, open_source, split_images
 from nnsrm.atomic import (clear_marker, complete_with_params, is_complete, remove_stale_temporaries, run_once_locked,
                           save_npz, write_marker, write_text)
 from nnsrm import state
 from nnsrm.errors import UsageError
 from nnsrm.jobs import Job
 from nnsrm.paths import ResultsLayout
-from qmvpa import intervals, layer_analysis, layer_identification, preproc
+from qmvpa import intervals, layer_analysis, layer_identification
 
 log = logging.getLogger(__name__)
 
@@ -63,18 +63,15 @@ def choose_pairs(subjects: Sequence[int], mode: str = "disjoint") -> list[tuple[
 def _params_record(layout: ResultsLayout, params: dict, epoch: int, layers: Sequence[str], a: int, b: int) -> dict:
     """What a pair job's output depends on: the split, units and SRM settings, and the checksums of its inputs
     (:func:`nnsrm.state.stage3_inputs`), so a pair whose activity was made again is redone, never left stale."""
-    keep = ("n_iter", "test_size", "seed", "engine", "max_units", "class_order")
-    return {**{k: params[k] for k in keep}, "epoch": int(epoch), "layers": list(layers),
+    return {**{k: params[k] for k in EXTRA_JOB_SETTINGS}, "epoch": int(epoch), "layers": list(layers),
             "inputs": state.stage3_inputs(layout, epoch, [a, b])}
 
 
-def _network_layers(source, subject, epoch, layers, fit_idx, test_idx, max_units, seed):
+def _network_layers(source, subject, epoch, layers, fit_idx, test_idx, params):
     """One network's layers, z-scored per image: lists of (u_l, m) fit and (u_l, t) held-out arrays."""
     fits, tests = [], []
     for layer in layers:
-        with source.open(subject, epoch, layer) as arr:
-            units = preproc.subsample_units(arr.shape[1], max_units, seed)
-            X_fit, X_test = load_network(arr, units, fit_idx, test_idx)
+        X_fit, X_test = load_capped(source, subject, epoch, layer, fit_idx, test_idx, params)
         fits.append(layer_analysis.zscore_networks([X_fit])[0])
         tests.append(layer_analysis.zscore_networks([X_test])[0])
     return fits, tests
@@ -102,11 +99,9 @@ def _pair(layout: ResultsLayout, epoch: int, layers, a: int, b: int, params: dic
     data, model = layout.data, layout.model
     out_dir = layout.layer_identification_pair_dir(a, b)
     source = open_source(layout)
-    labels = source.labels()
-    order = None if params.get("class_order") is None else tuple(params["class_order"])
-    fit_idx, test_idx = preproc.stratified_split(labels, params["test_size"], params["seed"], order)
-    fa, ta = _network_layers(source, a, epoch, layers, fit_idx, test_idx, params["max_units"], params["seed"])
-    fb, tb = _network_layers(source, b, epoch, layers, fit_idx, test_idx, params["max_units"], params["seed"])
+    fit_idx, test_idx = split_images(source.labels(), params)
+    fa, ta = _network_layers(source, a, epoch, layers, fit_idx, test_idx, params)
+    fb, tb = _network_layers(source, b, epoch, layers, fit_idx, test_idx, params)
     arrays = {}
     for measure in layer_identification.MEASURES:
         arrays[measure] = layer_identification.layer_similarity_matrix(

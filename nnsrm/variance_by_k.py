@@ -19,14 +19,14 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
-from nnsrm.activations import load_network, open_source
+from nnsrm.activations import EXTRA_JOB_SETTINGS, load_capped, open_source, split_images
 from nnsrm.atomic import (clear_marker, complete_with_params, is_complete, remove_stale_temporaries, run_once_locked,
                           write_marker, write_text)
 from nnsrm import state
 from nnsrm.errors import UsageError
 from nnsrm.jobs import Job
 from nnsrm.paths import ResultsLayout
-from qmvpa import layer_analysis, preproc, variance_by_k
+from qmvpa import layer_analysis, variance_by_k
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,7 @@ def _record(layout: ResultsLayout, params: dict, epoch: int, layer: str, ks: Seq
             subjects: Sequence[int]) -> dict:
     """What the job's output depends on: settings, ``ks``, subjects and the checksums of its inputs
     (:func:`nnsrm.state.stage3_inputs`), so activity made again redoes the job instead of leaving it stale."""
-    keep = ("n_iter", "test_size", "seed", "engine", "max_units", "class_order")
-    return {**{k: params[k] for k in keep}, "epoch": int(epoch), "layer": layer, "ks": list(ks),
+    return {**{k: params[k] for k in EXTRA_JOB_SETTINGS}, "epoch": int(epoch), "layer": layer, "ks": list(ks),
             "subjects": [int(s) for s in subjects], "inputs": state.stage3_inputs(layout, epoch, subjects)}
 
 
@@ -74,14 +73,10 @@ def _variance(layout: ResultsLayout, epoch: int, layer: str, subjects, ks, param
     data, model = layout.data, layout.model
     out_dir = layout.variance_by_k_dir(epoch, layer)
     source = open_source(layout)
-    labels = source.labels()
-    order = None if params.get("class_order") is None else tuple(params["class_order"])
-    fit_idx, test_idx = preproc.stratified_split(labels, params["test_size"], params["seed"], order)
+    fit_idx, test_idx = split_images(source.labels(), params)
     fit, test = [], []
     for s in subjects:
-        with source.open(s, epoch, layer) as arr:
-            units = preproc.subsample_units(arr.shape[1], params["max_units"], params["seed"])
-            X_fit, X_test = load_network(arr, units, fit_idx, test_idx)
+        X_fit, X_test = load_capped(source, s, epoch, layer, fit_idx, test_idx, params)
         fit.append(X_fit)
         test.append(X_test)
     fit = layer_analysis.zscore_networks(fit)
